@@ -1,0 +1,5 @@
+"""Allow `python -m migrate`."""
+
+from migrate.cli import main
+
+main()

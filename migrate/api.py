@@ -1,0 +1,105 @@
+"""The toolkit as a library: one function per CLI command, plain data in and out.
+
+Another program runs a cohort by importing these; the CLI only parses, calls and renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from migrate.config_files import load_yaml, validation_problem
+from migrate.errors import ConfigError
+from migrate.ingest import Ingested, IngestSummary, write_outputs
+from migrate.ingest import ingest as ingest_extracts
+from migrate.mapping import Mapping, available_mappings, load_mapping
+from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract
+
+__all__ = [
+    "IngestRun",
+    "IngestSummary",
+    "Ingested",
+    "RehearsalRun",
+    "check_mappings",
+    "generate_extract",
+    "ingest",
+    "list_mappings",
+    "rehearse",
+]
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    summary: IngestSummary
+    outputs: list[Path]
+
+
+def ingest(
+    extracts: Sequence[Path],
+    mapping: str,
+    out_dir: Path,
+    *,
+    mappings_dir: Path | None = None,
+) -> IngestRun:
+    """`migrate ingest`: canonical devices, installations, quarantine and duplicates on disk."""
+    ingested = ingest_extracts(extracts, mapping, mappings_dir=mappings_dir)
+    return IngestRun(ingested.summary, write_outputs(ingested, out_dir))
+
+
+def list_mappings(mappings_dir: Path | None = None) -> list[Mapping]:
+    return [load_mapping(name, mappings_dir) for name in available_mappings(mappings_dir)]
+
+
+def check_mappings(names: Sequence[str], mappings_dir: Path | None = None) -> list[Mapping]:
+    """Load each mapping against the schema; the first problem raises ConfigError."""
+    return [load_mapping(name, mappings_dir) for name in names]
+
+
+class _RehearsalExtract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    mapping: str
+
+
+class _Rehearsal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extracts: list[_RehearsalExtract] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class RehearsalRun:
+    runs: list[tuple[str, IngestRun]]
+
+
+def rehearse(
+    examples_dir: Path, out_dir: Path, *, mappings_dir: Path | None = None
+) -> RehearsalRun:
+    """The sample cohort end to end, as far as the pipeline goes: each extract ingested."""
+    manifest = examples_dir / "rehearsal.yaml"
+    if not manifest.is_file():
+        raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
+    try:
+        plan = _Rehearsal.model_validate(load_yaml(manifest))
+    except ValidationError as error:
+        key, problem = validation_problem(error)
+        raise ConfigError(manifest, problem, key=key) from None
+    runs = []
+    for item in plan.extracts:
+        run = ingest(
+            [examples_dir / item.path],
+            item.mapping,
+            out_dir / "ingest" / item.mapping,
+            mappings_dir=mappings_dir,
+        )
+        runs.append((item.path, run))
+    return RehearsalRun(runs)
+
+
+def generate_extract(
+    path: Path, devices: int, *, seed: int = 0, defect_rate: float = 0.0
+) -> GeneratedExtract:
+    """`migrate sim extract`: a synthetic Landis+Gyr-format estate of any size."""
+    return generate_long_extract(path, devices, seed=seed, defect_rate=defect_rate)

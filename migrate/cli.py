@@ -1,0 +1,213 @@
+"""The `migrate` command: parses arguments, calls migrate.api, renders, sets the exit code.
+
+Exit codes: 0 clean; 1 the data has problems (rows quarantined); 2 usage, configuration or
+unreadable input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from migrate import api
+from migrate.errors import MigrateError
+from migrate.ingest import IngestSummary
+from migrate.logs import configure
+
+EXIT_CLEAN = 0
+EXIT_DATA_PROBLEMS = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="migrate",
+    help="Move SMETS1 installations onto the DCC: ingest, validate, plan, stage, commit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+mapping_app = typer.Typer(help="Vendor mappings: list them, check them.", no_args_is_help=True)
+sim_app = typer.Typer(help="The DCC simulator and synthetic estates.", no_args_is_help=True)
+app.add_typer(mapping_app, name="mapping")
+app.add_typer(sim_app, name="sim")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+MappingsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--mappings-dir",
+        help="Folder of mapping files (default: $MIGRATE_MAPPINGS_DIR, ./mappings, bundled).",
+        file_okay=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+@app.callback()
+def _setup(
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "WARNING",
+) -> None:
+    configure(level=log_level)
+
+
+def _fail(error: MigrateError) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _summary_table(title: str, summary: IngestSummary) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("rows read", summary.rows_read),
+        ("accepted", summary.rows_accepted),
+        ("quarantined", summary.rows_quarantined),
+        ("duplicates dropped", summary.duplicates),
+        ("devices", summary.devices),
+        ("installations", summary.installations),
+        ("installations with quarantined rows", summary.installations_with_quarantined_rows),
+        ("blank rows skipped", summary.blank_rows),
+        ("trailer rows skipped", summary.trailer_rows),
+    ):
+        table.add_row(label, f"{value:,}")
+    for reason, count in summary.quarantined_by_reason.items():
+        table.add_row(f"  quarantined: {reason}", f"{count:,}")
+    for reason, count in summary.warnings_by_reason.items():
+        table.add_row(f"  warning: {reason}", f"{count:,}")
+    identity = "holds" if summary.balanced else "[bold red]DOES NOT HOLD[/]"
+    table.caption = (
+        f"read {summary.rows_read:,} = accepted {summary.rows_accepted:,} + quarantined "
+        f"{summary.rows_quarantined:,} + duplicates {summary.duplicates:,}: {identity}"
+    )
+    return table
+
+
+def _exit_for(summaries: list[IngestSummary]) -> int:
+    if any(not s.balanced for s in summaries):
+        return EXIT_DATA_PROBLEMS
+    return EXIT_DATA_PROBLEMS if any(s.rows_quarantined for s in summaries) else EXIT_CLEAN
+
+
+@app.command()
+def ingest(
+    extracts: Annotated[
+        list[Path], typer.Argument(help="Extract files (CSV, Excel, Parquet).", dir_okay=False)
+    ],
+    mapping: Annotated[str, typer.Option("--mapping", "-m", help="Mapping name or file.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder.", file_okay=False)
+    ] = Path("ingest-output"),
+    json_output: JsonFlag = False,
+    mappings_dir: MappingsDir = None,
+) -> None:
+    """Read extracts through a vendor mapping into canonical devices and installations."""
+    try:
+        run = api.ingest(extracts, mapping, out, mappings_dir=mappings_dir)
+    except MigrateError as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps(run.summary.as_dict(), sort_keys=True))
+    else:
+        stdout.print(_summary_table(f"ingest ({run.summary.mapping})", run.summary))
+        stdout.print(f"outputs in {out}/", highlight=False)
+    raise typer.Exit(_exit_for([run.summary]))
+
+
+@app.command()
+def rehearse(
+    examples: Annotated[
+        Path, typer.Option(help="Folder holding rehearsal.yaml and its extracts.", file_okay=False)
+    ] = Path("examples"),
+    out: Annotated[Path, typer.Option(help="Output folder.", file_okay=False)] = Path(
+        "rehearsal-output"
+    ),
+    json_output: JsonFlag = False,
+    mappings_dir: MappingsDir = None,
+) -> None:
+    """Run the sample cohort rehearsal on the bundled example extracts."""
+    try:
+        rehearsal = api.rehearse(examples, out, mappings_dir=mappings_dir)
+    except MigrateError as error:
+        _fail(error)
+    summaries = [run.summary for _, run in rehearsal.runs]
+    if json_output:
+        document = {name: run.summary.as_dict() for name, run in rehearsal.runs}
+        print(json.dumps(document, sort_keys=True))
+    else:
+        for name, run in rehearsal.runs:
+            stdout.print(_summary_table(f"{name} ({run.summary.mapping})", run.summary))
+            stdout.print()
+        stdout.print(f"outputs in {out}/", highlight=False)
+    # Quarantined rows are the sample data's planted defects: finding them is success.
+    raise typer.Exit(EXIT_CLEAN if all(s.balanced for s in summaries) else EXIT_DATA_PROBLEMS)
+
+
+@mapping_app.command("list")
+def mapping_list(mappings_dir: MappingsDir = None) -> None:
+    """List the mappings available, with the layout and source format of each."""
+    try:
+        mappings = api.list_mappings(mappings_dir)
+    except MigrateError as error:
+        _fail(error)
+    table = Table("name", "layout", "format", "description")
+    for item in mappings:
+        table.add_row(item.name, item.layout, item.source.format, item.description)
+    stdout.print(table)
+
+
+@mapping_app.command("check")
+def mapping_check(
+    mappings: Annotated[list[str], typer.Argument(help="Mapping names or files.")],
+    mappings_dir: MappingsDir = None,
+) -> None:
+    """Check mapping files against the schema; the first problem is named with its key."""
+    try:
+        checked = api.check_mappings(mappings, mappings_dir)
+    except MigrateError as error:
+        _fail(error)
+    for item in checked:
+        stdout.print(f"ok: {item.name} ({item.layout}, reads {len(item.columns())} columns)")
+
+
+@sim_app.command("extract")
+def sim_extract(
+    out: Annotated[Path, typer.Argument(help="The CSV file to write.", dir_okay=False)],
+    devices: Annotated[int, typer.Option(min=1, help="Device rows to write.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same file.")] = 0,
+    defect_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Share of rows with a planted defect.")
+    ] = 0.0,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write a synthetic Landis+Gyr-format estate (for rehearsals and benchmarks)."""
+    generated = api.generate_extract(out, devices, seed=seed, defect_rate=defect_rate)
+    document = {
+        "path": str(generated.path),
+        "rows": generated.rows,
+        "installations": generated.installations,
+        "planted": generated.planted,
+    }
+    if json_output:
+        print(json.dumps(document, sort_keys=True))
+    else:
+        stdout.print(
+            f"wrote {generated.rows:,} rows ({generated.installations:,} installations) "
+            f"to {generated.path}; planted defects: {generated.planted}",
+            highlight=False,
+        )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Readers: extract files in, string batches out, whatever the file's format and quirks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from migrate.errors import InputError
+from migrate.extract.base import ExtractReader, ReadAccount, UnreadableRow
+from migrate.extract.delimited import DelimitedReader
+from migrate.extract.excel import ExcelReader
+from migrate.extract.parquet import ParquetReader
+
+__all__ = ["ExtractReader", "ReadAccount", "UnreadableRow", "format_of", "open_extract"]
+
+FORMATS_BY_SUFFIX = {
+    ".csv": "delimited",
+    ".txt": "delimited",
+    ".tsv": "delimited",
+    ".dat": "delimited",
+    ".psv": "delimited",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xls": "excel",
+    ".ods": "excel",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def format_of(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    try:
+        return FORMATS_BY_SUFFIX[path.suffix.lower()]
+    except KeyError:
+        raise InputError(
+            path,
+            f"cannot tell the format from the suffix {path.suffix!r}; "
+            "set source.format in the mapping",
+        ) from None
+
+
+def open_extract(
+    path: Path,
+    required: Sequence[str],
+    *,
+    format: str = "auto",
+    encoding: str = "auto",
+    delimiter: str = "auto",
+    header_row: int | None = None,
+    trailer: str | None = None,
+    sheet: str | None = None,
+) -> ExtractReader:
+    """Open an extract for streaming; fails at once, naming the file, if it cannot be used."""
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    kind = format_of(path, format)
+    if kind == "delimited":
+        return DelimitedReader(
+            path,
+            required,
+            encoding=encoding,
+            delimiter=delimiter,
+            header_row=header_row,
+            trailer=trailer,
+        )
+    if kind == "excel":
+        return ExcelReader(path, required, sheet=sheet, header_row=header_row, trailer=trailer)
+    return ParquetReader(path, required)

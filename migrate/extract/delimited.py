@@ -1,0 +1,304 @@
+"""Delimited text extracts (CSV, semicolon, tab, pipe), streamed in Arrow batches.
+
+Suppliers' files arrive in whatever their SMSO's export tool wrote: UTF-8 with or without a
+BOM, UTF-16, Windows-1252; title lines above the header; a trailer record at the end; rows
+with a field too many. Every value is read as a string: MPANs and serials lose digits as
+numbers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from migrate.errors import InputError
+from migrate.extract.base import ReadAccount, UnreadableRow, match_header
+
+DELIMITERS = (",", ";", "\t", "|")
+HEADER_SEARCH_ROWS = 50
+SAMPLE_BYTES = 1 << 16
+SCAN_BYTES = 1 << 23
+BLOCK_BYTES = 1 << 22
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-16 and UTF-8 by their BOM; otherwise UTF-8 if the whole file decodes, else cp1252.
+
+    The whole file is scanned (at memory speed) because a sample can be clean while row
+    900,000 holds a Windows-1252 'é'. A file neither decodes is refused with its line.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0:
+        return "utf-16-le"
+    if len(head) >= 4 and head[0] == 0 and head[2] == 0 and head[1] != 0:
+        return "utf-16-be"
+    if _decodes(path, "utf-8") is None:
+        return "utf-8"
+    failure = _decodes(path, "cp1252")
+    if failure is not None:
+        raise InputError(
+            path,
+            "cannot be decoded as UTF-8, UTF-16 or Windows-1252 "
+            f"(undecodable byte at offset {failure[0]}); set `encoding` in the mapping",
+            row=failure[1],
+        )
+    return "cp1252"
+
+
+def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
+    """None if the file decodes; else the byte offset and line of the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return offset + error.start, lines + chunk.count(b"\n", 0, error.start)
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return offset, lines
+    return None
+
+
+def _sample_lines(path: Path, encoding: str) -> list[str]:
+    with path.open("r", encoding=encoding, errors="replace", newline="") as handle:
+        text = handle.read(SAMPLE_BYTES)
+    # Only CR, LF and CRLF end a line, as for the parser: str.splitlines also splits at
+    # form feeds, U+2028 and the like, which would misplace the header.
+    lines = LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()  # the break ending the last line starts no line of its own
+    return lines[:HEADER_SEARCH_ROWS]
+
+
+class DelimitedReader:
+    """Streams a delimited file as batches of string columns, header found by name."""
+
+    def __init__(
+        self,
+        path: Path,
+        required: Sequence[str],
+        *,
+        encoding: str = "auto",
+        delimiter: str = "auto",
+        header_row: int | None = None,
+        trailer: str | None = None,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
+        self.path = path
+        self.account = ReadAccount()
+        if path.stat().st_size == 0:
+            raise InputError(path, "the file is empty")
+        self.encoding = detect_encoding(path) if encoding == "auto" else encoding
+        self._trailer = re.compile(trailer) if trailer else None
+        self._block_bytes = block_bytes
+        lines = _sample_lines(path, self.encoding)
+        if not any(line.strip() for line in lines):
+            raise InputError(path, "the file has no header row")
+        self.delimiter, self._header_index, self.columns = self._find_header(
+            lines, required, delimiter, header_row
+        )
+        self._unreadable_text: list[str] = []
+        self._emitted = 0
+        self._skipped_positions = np.empty(0, dtype=np.int64)
+        # Records whose quoted fields hold line breaks: their ordinals and extra lines.
+        self._multiline: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _find_header(
+        self,
+        lines: list[str],
+        required: Sequence[str],
+        delimiter: str,
+        header_row: int | None,
+    ) -> tuple[str, int, list[str]]:
+        """Try each candidate delimiter; the header is the first line naming all columns."""
+        delimiters = DELIMITERS if delimiter == "auto" else (delimiter,)
+        if header_row is not None:
+            lines = lines[header_row - 1 : header_row]
+        wanted = {name.strip().casefold() for name in required}
+        failures: list[tuple[int, InputError]] = []
+        for candidate in delimiters:
+            rows = [next(csv.reader([line], delimiter=candidate), []) for line in lines]
+            try:
+                index, names = match_header(self.path, rows, required, where="of the file")
+            except InputError as error:
+                # The delimiter that splits out the most required names says what is wrong
+                # (a missing or repeated column), not the first one tried.
+                named = max(
+                    (
+                        len(wanted & {c.strip().lstrip("\ufeff").casefold() for c in row})
+                        for row in rows
+                    ),
+                    default=0,
+                )
+                failures.append((named, error))
+                continue
+            return candidate, index + (header_row - 1 if header_row else 0), names
+        raise max(failures, key=lambda failure: failure[0])[1]
+
+    def _on_invalid_row(self, row: pacsv.InvalidRow) -> str:
+        if self._trailer is not None and self._trailer.search(self._first_field(row.text)):
+            self.account.trailer_rows += 1
+        else:
+            self._unreadable_text.append(row.text)
+        return "skip"
+
+    def _first_field(self, text: str) -> str:
+        """The trailer pattern is for the first field, as on rows of the header's width."""
+        fields = next(csv.reader([text], delimiter=self.delimiter), [])
+        return fields[0] if fields else ""
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        reader = self._open()
+        if reader is None:
+            return
+        first = self.columns[0]
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as error:
+                raise InputError(
+                    self.path, f"cannot be read as {self.encoding}: {error}"
+                ) from error
+            ordinals = np.arange(self._emitted, self._emitted + batch.num_rows, dtype=np.int64)
+            self._emitted += batch.num_rows
+            self._note_line_breaks(batch, ordinals)
+            keep = self._data_rows(batch, first)
+            if keep is not None:
+                batch = batch.filter(keep)
+                ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
+            if batch.num_rows:
+                yield batch, ordinals
+        self._locate_unreadable()
+
+    def _open(self) -> pacsv.CSVStreamingReader | None:
+        try:
+            return pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(
+                    encoding=self.encoding,
+                    skip_rows=self._header_index + 1,
+                    column_names=self.columns,
+                    block_size=self._block_bytes,
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=self._on_invalid_row,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(self.columns, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as error:
+            if self._header_is_last_line():
+                return None  # header only, without a line break after it: no data rows
+            raise InputError(self.path, f"cannot be read: {error}") from error
+
+    def _header_is_last_line(self) -> bool:
+        with self.path.open("r", encoding=self.encoding, newline="") as handle:
+            lines = list(islice(handle, self._header_index + 2))
+        return len(lines) == self._header_index + 1 and not lines[-1].endswith(("\r", "\n"))
+
+    def _note_line_breaks(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> None:
+        """Remember records that span lines (a quoted field holding CR, LF or CRLF)."""
+        extra = None
+        for column in batch.columns:
+            data = column.buffers()[2]  # the characters of every value, searched at memchr speed
+            if data is None or not (b"\n" in (raw := data.to_pybytes()) or b"\r" in raw):
+                continue
+            breaks = pc.count_substring_regex(column, "\r\n|\r|\n").to_numpy(zero_copy_only=False)
+            extra = breaks if extra is None else extra + breaks
+        if extra is not None:
+            spans = np.flatnonzero(extra)
+            self._multiline.append((ordinals[spans], extra[spans].astype(np.int64)))
+
+    def _data_rows(self, batch: pa.RecordBatch, first: str) -> pa.BooleanArray | None:
+        """Drop blank lines and a trailer that happens to have the header's width."""
+        blank = None
+        for column in batch.columns:
+            empty = pc.equal(pc.utf8_length(column), 0)
+            blank = empty if blank is None else pc.and_(blank, empty)
+        drop = blank
+        n_blank = pc.sum(blank).as_py() or 0
+        n_trailer = 0
+        if self._trailer is not None:
+            trailer = pc.match_substring_regex(batch.column(first), self._trailer.pattern)
+            n_trailer = pc.sum(pc.and_not(trailer, blank)).as_py() or 0
+            drop = pc.or_(drop, trailer)
+        if not n_blank and not n_trailer:
+            return None
+        self.account.blank_rows += n_blank
+        self.account.trailer_rows += n_trailer
+        return pc.invert(drop)
+
+    def _locate_unreadable(self) -> None:
+        """Find the lines of the rows the parser skipped; only runs when there were some.
+
+        pyarrow reports a skipped row's text but not its position, so the file is scanned
+        once more for those texts, in order.
+        """
+        if not self._unreadable_text:
+            return
+        pending = list(self._unreadable_text)
+        first_data_line = self._header_index + 2
+        found: list[int] = []
+        with self.path.open("r", encoding=self.encoding, newline="") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line_number < first_data_line:
+                    continue
+                if line.rstrip("\r\n") == pending[0]:
+                    found.append(line_number)
+                    fields = len(next(csv.reader([pending[0]], delimiter=self.delimiter), []))
+                    self.account.unreadable.append(
+                        UnreadableRow(
+                            line_number,
+                            f"{fields} fields where the header has {len(self.columns)}",
+                        )
+                    )
+                    pending.pop(0)
+                    if not pending:
+                        break
+        # A skipped record spanning lines cannot be found by its text: kept, at row 0.
+        self.account.unreadable.extend(
+            UnreadableRow(0, "a record the parser could not split; its line was not found")
+            for _ in pending
+        )
+        self._skipped_positions = np.asarray(found, dtype=np.int64) - first_data_line
+
+    def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
+        """The file line of each emitted record (its first line, if it spans several),
+        stepping over the lines of earlier records that span lines and the lines the parser
+        skipped."""
+        lines = np.asarray(ordinals, dtype=np.int64)
+        if self._multiline:
+            spanning = np.concatenate([o for o, _ in self._multiline])
+            extra = np.concatenate(
+                [[0], np.cumsum(np.concatenate([e for _, e in self._multiline]))]
+            )
+            lines = lines + extra[np.searchsorted(spanning, lines, side="left")]
+        skipped = self._skipped_positions
+        shift = np.searchsorted(skipped - np.arange(len(skipped)), lines, side="right")
+        return lines + shift + self._header_index + 2

@@ -1,0 +1,118 @@
+"""Excel workbooks (.xlsx, .xls, .ods) through calamine, converted to strings cell by cell.
+
+Excel stores every number as a float: a 13-digit MPAN survives (it is below 2**53) and is
+written back as an integer; a date cell becomes an ISO date. The cells come as Python
+objects, so this reader loops in Python; workbooks top out at about a million rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from python_calamine import CalamineError, CalamineWorkbook
+
+from migrate.errors import InputError
+from migrate.extract.base import ReadAccount, match_header
+
+BATCH_ROWS = 10_000
+HEADER_SEARCH_ROWS = 50
+EXACT_FLOAT_LIMIT = 2.0**53
+
+
+def cell_text(value: object) -> str:
+    """The string a person would have typed for this cell."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < EXACT_FLOAT_LIMIT:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if value is None:
+        return ""
+    return str(value)
+
+
+class ExcelReader:
+    """Reads one sheet; the header is the first row naming every required column."""
+
+    def __init__(
+        self,
+        path: Path,
+        required: Sequence[str],
+        *,
+        sheet: str | None = None,
+        header_row: int | None = None,
+        trailer: str | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
+        self.path = path
+        self.account = ReadAccount()
+        self._trailer = re.compile(trailer) if trailer else None
+        self._batch_rows = batch_rows
+        try:
+            workbook = CalamineWorkbook.from_path(str(path))
+        except (CalamineError, OSError, ValueError) as error:
+            raise InputError(path, f"not a readable spreadsheet: {error}") from error
+        if sheet is None:
+            sheet = workbook.sheet_names[0]
+        elif sheet not in workbook.sheet_names:
+            raise InputError(
+                path, f"no sheet {sheet!r} (sheets: {', '.join(workbook.sheet_names)})"
+            )
+        self._sheet = workbook.get_sheet_by_name(sheet)
+        # iter_rows starts at the sheet's row 1 even when the used range starts lower down
+        # (it yields the empty rows above it), so a row's index is its Excel number less 1.
+        head = list(islice(self._sheet.iter_rows(), HEADER_SEARCH_ROWS))
+        if not head:
+            raise InputError(path, f"sheet {sheet!r} is empty")
+        if header_row is not None:
+            head = head[header_row - 1 : header_row]
+        found, self.columns = match_header(
+            path, [[cell_text(c) for c in row] for row in head], required, where="of the sheet"
+        )
+        header_index = found + (header_row - 1 if header_row else 0)
+        # Excel numbers rows from 1.
+        self._first_data_row = header_index + 2
+        self._skip = header_index + 1
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        width = len(self.columns)
+        rows = islice(self._sheet.iter_rows(), self._skip, None)
+        ordinal = 0
+        while chunk := list(islice(rows, self._batch_rows)):
+            texts = []
+            ordinals = []
+            for offset, row in enumerate(chunk):
+                cells = [cell_text(c) for c in row[:width]]
+                cells.extend([""] * (width - len(cells)))
+                if not any(cell.strip() for cell in cells):
+                    self.account.blank_rows += 1
+                elif self._trailer is not None and self._trailer.search(cells[0]):
+                    self.account.trailer_rows += 1
+                else:
+                    texts.append(cells)
+                    ordinals.append(ordinal + offset)
+            ordinal += len(chunk)
+            if texts:
+                arrays = [pa.array(column, pa.string()) for column in zip(*texts, strict=True)]
+                yield (
+                    pa.RecordBatch.from_arrays(arrays, names=self.columns),
+                    np.asarray(ordinals, dtype=np.int64),
+                )
+
+    def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
+        return ordinals + self._first_data_row

@@ -1,0 +1,105 @@
+"""Parquet extracts (data warehouse exports), streamed by record batch and read as strings.
+
+Warehouses store identifiers as whatever their ETL inferred: floats for MPANs, timestamps for
+dates. Casting to string must not invent digits or drop them, so integral floats are written
+as integers and anything else is left for the mapping to reject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from migrate.errors import InputError
+from migrate.extract.base import ReadAccount, match_header
+
+BATCH_ROWS = 1 << 16
+# Above this a float64 no longer holds every integer: the digits are already gone.
+EXACT_FLOAT_LIMIT = 2.0**53
+# The same limit for the narrower floats (2**(mantissa bits + 1)).
+EXACT_FLOAT_LIMITS = {16: 2.0**11, 32: 2.0**24, 64: EXACT_FLOAT_LIMIT}
+
+
+def as_strings(column: pa.Array) -> pa.Array:
+    """Cast one column to strings the way a person would have typed it."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return as_strings(column.dictionary_decode())
+    if pa.types.is_string(kind):
+        return column
+    if pa.types.is_large_string(kind):
+        return column.cast(pa.string())
+    if pa.types.is_floating(kind):
+        return _float_strings(column)
+    if pa.types.is_timestamp(kind):
+        return _timestamp_strings(column)
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_date(kind):
+        return column.cast(pa.string())
+    if pa.types.is_decimal(kind):
+        return column.cast(pa.string())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return column.cast(pa.string())
+    raise TypeError(f"unsupported column type {kind}")
+
+
+def _float_strings(column: pa.Array) -> pa.Array:
+    values = pc.if_else(pc.is_nan(column), None, column)
+    limit = EXACT_FLOAT_LIMITS[column.type.bit_width]
+    integral = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), limit))
+    as_int = pc.cast(pc.if_else(integral, values, None), pa.int64()).cast(pa.string())
+    return pc.if_else(integral, as_int, values.cast(pa.string()))
+
+
+def _timestamp_strings(column: pa.Array) -> pa.Array:
+    """Midnight timestamps are dates in disguise: write them as ISO dates."""
+    unit = column.type.unit
+    ticks = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    per_day = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+    finite = ~np.isnan(ticks.astype(np.float64))
+    if np.all(ticks[finite].astype(np.int64) % per_day[unit] == 0):
+        return column.cast(pa.date32()).cast(pa.string())
+    # %S prints a fraction for units below seconds ("05.000000"): drop it when it is zero.
+    per_second = per_day[unit] // 86_400
+    if np.all(ticks[finite].astype(np.int64) % per_second == 0):
+        column = column.cast(pa.timestamp("s", tz=column.type.tz))
+    return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+
+
+class ParquetReader:
+    """Streams a Parquet file in record batches; row numbers are record numbers from 1."""
+
+    def __init__(self, path: Path, required: Sequence[str], *, batch_rows: int = BATCH_ROWS):
+        self.path = path
+        self.account = ReadAccount()
+        self._batch_rows = batch_rows
+        try:
+            self._file = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise InputError(path, f"not a readable Parquet file: {error}") from error
+        names = self._file.schema_arrow.names
+        _, self.columns = match_header(path, [names], required, where="of the schema")
+        self._source_names = names
+        self._emitted = 0
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        try:
+            for batch in self._file.iter_batches(batch_size=self._batch_rows):
+                columns = []
+                for name, column in zip(self.columns, batch.columns, strict=True):
+                    try:
+                        columns.append(as_strings(column))
+                    except TypeError as error:
+                        raise InputError(self.path, str(error), column=name) from error
+                ordinals = np.arange(self._emitted, self._emitted + batch.num_rows)
+                self._emitted += batch.num_rows
+                yield pa.RecordBatch.from_arrays(columns, names=self.columns), ordinals
+        except (pa.ArrowInvalid, OSError) as error:
+            raise InputError(self.path, f"cannot be read: {error}") from error
+
+    def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
+        return ordinals + 1

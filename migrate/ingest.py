@@ -1,0 +1,364 @@
+"""Ingest: extract files, through one vendor mapping, into canonical devices and installations.
+
+Every input row ends in exactly one place: accepted, quarantined with its reasons, or dropped
+as an exact duplicate of a named earlier row. The summary states that identity and it holds.
+Outputs are written to a scratch folder and moved into place only when complete, so a file
+that cannot be read leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from migrate.dedup import find_duplicates, row_hashes, row_text
+from migrate.extract import UnreadableRow, open_extract
+from migrate.installations import (
+    build_installations,
+    conflicting_rows,
+    installation_codes,
+)
+from migrate.logs import get_logger
+from migrate.mapping import Mapping, load_mapping
+from migrate.model import (
+    DEVICE_SCHEMA,
+    DUPLICATE_SCHEMA,
+    ROW_ISSUE_SCHEMA,
+    RowReason,
+)
+from migrate.normalise import (
+    DEVICES_SCHEMA,
+    ISSUE_SCHEMA,
+    ROWS_SCHEMA,
+    NormalisedBatch,
+    normalise_batch,
+)
+from migrate.report.csv_export import write_csv
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """The counts a migration engineer checks; rows_read = accepted + quarantined + duplicates."""
+
+    mapping: str
+    files: list[str]
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    duplicates: int
+    blank_rows: int
+    trailer_rows: int
+    devices: int
+    installations: int
+    installations_with_quarantined_rows: int
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    warnings_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_quarantined + self.duplicates
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "balanced": self.balanced}
+
+
+@dataclass(frozen=True)
+class Ingested:
+    summary: IngestSummary
+    devices: pa.Table
+    installations: pa.Table
+    quarantine: pa.Table
+    warnings: pa.Table
+    duplicates: pa.Table
+
+
+@dataclass
+class _Collected:
+    """Everything read so far, across files. `row` is a dense index over all records."""
+
+    names: list[str] = field(default_factory=list)
+    rows: list[pa.Table] = field(default_factory=list)
+    devices: list[pa.Table] = field(default_factory=list)
+    issues: list[pa.Table] = field(default_factory=list)
+    texts: list[pa.Array] = field(default_factory=list)
+    hashes: list[np.ndarray] = field(default_factory=list)
+    unreadable: list[tuple[int, UnreadableRow]] = field(default_factory=list)
+    blank_rows: int = 0
+    trailer_rows: int = 0
+    records: int = 0
+
+
+def _read_file(mapping: Mapping, path: Path, collected: _Collected) -> None:
+    """Stream one file through the mapping; only canonical columns and row texts are kept."""
+    source = mapping.source
+    reader = open_extract(
+        path,
+        mapping.columns(),
+        format=source.format,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        header_row=source.header_row,
+        trailer=source.trailer,
+        sheet=source.sheet,
+    )
+    file_index = len(collected.names)
+    collected.names.append(str(path))
+    log.info("ingest.file.open", file=str(path), columns=len(reader.columns))
+    started = time.perf_counter()
+    parts: list[NormalisedBatch] = []
+    base = collected.records
+    last = -1
+    for batch, ordinals in reader.batches():
+        text = row_text(batch)
+        collected.texts.append(text)
+        collected.hashes.append(row_hashes(text))
+        parts.append(normalise_batch(mapping, batch, ordinals))
+        last = int(ordinals[-1])
+    collected.records = base + last + 1
+
+    def placed(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        ordinals = table.column("ordinal").to_numpy()
+        return (
+            table.drop_columns(["ordinal"])
+            .append_column("row", pa.array(ordinals + base, pa.int64()))
+            .append_column("file", pa.array(np.full(len(ordinals), file_index, np.int32)))
+            .append_column("source_row", pa.array(reader.source_rows(ordinals), pa.int64()))
+        )
+
+    rows = placed([p.rows for p in parts], ROWS_SCHEMA)
+    collected.rows.append(rows)
+    collected.devices.append(placed([p.devices for p in parts], DEVICES_SCHEMA))
+    collected.issues.append(placed([p.issues for p in parts], ISSUE_SCHEMA))
+    collected.unreadable.extend((file_index, row) for row in reader.account.unreadable)
+    collected.blank_rows += reader.account.blank_rows
+    collected.trailer_rows += reader.account.trailer_rows
+    log.info(
+        "ingest.file.read",
+        file=str(path),
+        rows=rows.num_rows,
+        unreadable=len(reader.account.unreadable),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _positions(collected: _Collected, rows: pa.Table) -> np.ndarray:
+    """Map from the dense record index to a position in the rows table (-1: not a row)."""
+    lookup = np.full(collected.records, -1, dtype=np.int64)
+    lookup[rows.column("row").to_numpy()] = np.arange(rows.num_rows)
+    return lookup
+
+
+def _issue_rows(positions: np.ndarray, field_name: str, rows: pa.Table, column: str) -> pa.Table:
+    """Quarantine entries for rows of one installation that disagree on a field."""
+    hit = rows.take(pa.array(positions))
+    return pa.table(
+        {
+            "installation_id": hit.column("installation_id"),
+            "column": pa.repeat(pa.scalar(column), len(positions)),
+            "value": hit.column(field_name).cast(pa.string()),
+            "reason": pa.repeat(
+                pa.scalar(RowReason.CONFLICTING_INSTALLATION_FIELD.value), len(positions)
+            ),
+            "severity": pa.repeat(pa.scalar("error"), len(positions)),
+            "row": hit.column("row"),
+            "file": hit.column("file"),
+            "source_row": hit.column("source_row"),
+        }
+    )
+
+
+def ingest(
+    paths: Sequence[Path], mapping: Mapping | str, *, mappings_dir: Path | None = None
+) -> Ingested:
+    """Read, normalise, deduplicate and group; every row accounted for in the summary."""
+    if isinstance(mapping, str):
+        mapping = load_mapping(mapping, mappings_dir)
+    collected = _Collected()
+    for path in paths:
+        _read_file(mapping, Path(path), collected)
+    rows = pa.concat_tables(collected.rows)
+    devices = pa.concat_tables(collected.devices)
+    issues = pa.concat_tables(collected.issues)
+    file_names = pa.array(collected.names, pa.string())
+    position_of = _positions(collected, rows)
+    n = rows.num_rows
+
+    texts = pa.chunked_array(collected.texts, pa.string())
+    hashes = np.concatenate(collected.hashes) if collected.hashes else np.empty(0, np.uint64)
+    duplicate, original = find_duplicates(hashes, texts)
+    counted = np.ones(n, dtype=bool)
+    counted[duplicate] = False
+
+    issue_position = position_of[issues.column("row").to_numpy()]
+    issues = issues.filter(pa.array(counted[issue_position]))
+    issue_position = position_of[issues.column("row").to_numpy()]
+    is_error = pc.equal(issues.column("severity"), "error").to_numpy(zero_copy_only=False)
+    rejected = np.zeros(n, dtype=bool)
+    rejected[issue_position[is_error]] = True
+
+    codes, keys = installation_codes(rows.column("installation_id"))
+    conflicts = conflicting_rows(rows, codes, counted & ~rejected, len(keys))
+    for name, positions in conflicts:
+        rejected[positions] = True
+        issues = pa.concat_tables(
+            [issues, _issue_rows(positions, name, rows, f"({name})").select(issues.column_names)]
+        )
+
+    accepted = counted & ~rejected
+    device_position = position_of[devices.column("row").to_numpy()]
+    keep = accepted[device_position]
+    devices = devices.filter(pa.array(keep))
+    device_codes = codes[device_position[keep]]
+    installations = build_installations(
+        rows,
+        codes,
+        keys,
+        counted=counted,
+        rejected=rejected,
+        devices=devices,
+        device_codes=device_codes,
+        file_names=file_names,
+    )
+    device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
+    errors = issues.filter(pc.equal(issues.column("severity"), "error"))
+    quarantine = _row_issues(pa.concat_tables([errors, _unreadable(collected)]), file_names)
+    warnings = _row_issues(
+        issues.filter(pc.equal(issues.column("severity"), "warning")), file_names
+    )
+    duplicates = _duplicate_table(rows, duplicate, original, file_names)
+
+    unreadable = len(collected.unreadable)
+    accepted_count = int(accepted.sum())
+    summary = IngestSummary(
+        mapping=mapping.name,
+        files=list(collected.names),
+        rows_read=n + unreadable,
+        rows_accepted=accepted_count,
+        rows_quarantined=int((counted & rejected).sum()) + unreadable,
+        duplicates=len(duplicate),
+        blank_rows=collected.blank_rows,
+        trailer_rows=collected.trailer_rows,
+        devices=device_table.num_rows,
+        installations=installations.num_rows,
+        installations_with_quarantined_rows=int(
+            np.count_nonzero(installations.column("quarantined_rows").to_numpy())
+        ),
+        quarantined_by_reason=_counts(quarantine.column("reason")),
+        warnings_by_reason=_counts(warnings.column("reason")),
+    )
+    log.info(
+        "ingest.done",
+        mapping=mapping.name,
+        rows_read=summary.rows_read,
+        accepted=summary.rows_accepted,
+        quarantined=summary.rows_quarantined,
+        duplicates=summary.duplicates,
+        balanced=summary.balanced,
+    )
+    return Ingested(
+        summary, device_table.cast(DEVICE_SCHEMA), installations, quarantine, warnings, duplicates
+    )
+
+
+def _unreadable(collected: _Collected) -> pa.Table:
+    """Rows the reader could not split: quarantined by their row, without their text."""
+    found = collected.unreadable
+    count = len(found)
+    return pa.table(
+        {
+            "installation_id": pa.nulls(count, pa.string()),
+            "column": pa.nulls(count, pa.string()),
+            "value": pa.array([row.detail for _, row in found], pa.string()),
+            "reason": pa.repeat(pa.scalar(RowReason.RAGGED_ROW.value), count),
+            "severity": pa.repeat(pa.scalar("error"), count),
+            # After every parsed row, so that sorting by row keeps file order within a file.
+            "row": pa.array([collected.records + i for i in range(count)], pa.int64()),
+            "file": pa.array([file for file, _ in found], pa.int32()),
+            "source_row": pa.array([row.row for _, row in found], pa.int64()),
+        }
+    )
+
+
+def _with_file_names(table: pa.Table, file_names: pa.Array) -> pa.Table:
+    return table.append_column("source_file", file_names.take(table.column("file")))
+
+
+def _counts(values: pa.ChunkedArray) -> dict[str, int]:
+    counted = pc.value_counts(values).to_pylist()
+    return {item["values"]: item["counts"] for item in sorted(counted, key=lambda i: i["values"])}
+
+
+def _row_issues(issues: pa.Table, file_names: pa.Array) -> pa.Table:
+    """In file order, then row order, then column: the order a person reads them in."""
+    ordered = issues.sort_by(
+        [("file", "ascending"), ("source_row", "ascending"), ("column", "ascending")]
+    )
+    return (
+        _with_file_names(ordered, file_names).select(ROW_ISSUE_SCHEMA.names).cast(ROW_ISSUE_SCHEMA)
+    )
+
+
+def _duplicate_table(
+    rows: pa.Table, duplicate: np.ndarray, original: np.ndarray, file_names: pa.Array
+) -> pa.Table:
+    files = rows.column("file")
+    source_rows = rows.column("source_row")
+    table = pa.table(
+        {
+            "source_file": file_names.take(files.take(pa.array(duplicate, pa.int64()))),
+            "source_row": source_rows.take(pa.array(duplicate, pa.int64())),
+            "duplicate_of_file": file_names.take(files.take(pa.array(original, pa.int64()))),
+            "duplicate_of_row": source_rows.take(pa.array(original, pa.int64())),
+        }
+    )
+    return table.take(pa.array(np.argsort(duplicate, kind="stable"))).cast(DUPLICATE_SCHEMA)
+
+
+OUTPUT_FILES = (
+    "devices.parquet",
+    "installations.parquet",
+    "quarantine.parquet",
+    "quarantine.csv",
+    "warnings.csv",
+    "duplicates.csv",
+    "summary.json",
+)
+
+
+def write_outputs(ingested: Ingested, out_dir: Path) -> list[Path]:
+    """All outputs or none: written to a scratch folder beside out_dir, then moved in."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir.parent))
+    try:
+        pq.write_table(ingested.devices, scratch / "devices.parquet")
+        pq.write_table(ingested.installations, scratch / "installations.parquet")
+        pq.write_table(ingested.quarantine, scratch / "quarantine.parquet")
+        write_csv(ingested.quarantine, scratch / "quarantine.csv")
+        write_csv(ingested.warnings, scratch / "warnings.csv")
+        write_csv(ingested.duplicates, scratch / "duplicates.csv")
+        (scratch / "summary.json").write_text(
+            json.dumps(ingested.summary.as_dict(), indent=2, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        out_dir.mkdir(exist_ok=True)
+        written = []
+        for name in OUTPUT_FILES:
+            os.replace(scratch / name, out_dir / name)
+            written.append(out_dir / name)
+        return written
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Reports and exports: what people read, escaped for the programs they read it in."""

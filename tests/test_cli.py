@@ -1,0 +1,128 @@
+"""The `migrate` command through typer's runner: output, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from migrate.cli import app
+
+runner = CliRunner()
+HEADER = (
+    "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
+    "Install Date;Supplier;Status;Notes"
+)
+HUB = (
+    "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;"
+    "22/05/2016;LOND;Live;"
+)
+
+
+def test_ingest_clean_file_exits_0_with_json_counts(
+    tmp_path: Path, write_text: Callable[..., Path]
+) -> None:
+    path = write_text("lg.csv", [HEADER, HUB])
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["ingest", str(path), "--mapping", "landis_ioc_devices", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows_read"] == 1
+    assert summary["rows_accepted"] == 1
+    assert summary["quarantined_by_reason"] == {}
+    assert summary["duplicates"] == 0
+    assert summary["devices"] == 1 and summary["installations"] == 1
+    assert (out / "devices.parquet").is_file()
+
+
+def test_ingest_with_quarantined_rows_exits_1_and_prints_the_identity(
+    tmp_path: Path, write_text: Callable[..., Path]
+) -> None:
+    bad = HUB.replace("1312345678907", "1.31234567891E+12")
+    path = write_text("lg.csv", [HEADER, bad, HUB.replace("LG1", "LG2")])
+    result = runner.invoke(
+        app, ["ingest", str(path), "-m", "landis_ioc_devices", "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1, result.output
+    assert "PRECISION_LOST" in result.stdout
+    assert "read 2 = accepted 1 + quarantined 1 + duplicates 0: holds" in result.stdout
+
+
+def test_unknown_mapping_exits_2_with_one_clear_line(write_text: Callable[..., Path]) -> None:
+    path = write_text("lg.csv", [HEADER, HUB])
+    result = runner.invoke(app, ["ingest", str(path), "--mapping", "nope"])
+    assert result.exit_code == 2
+    assert "unknown mapping 'nope'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_unreadable_file_exits_2_naming_the_file_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "estate.xlsx"
+    path.write_bytes(b"this is not a workbook at all")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["ingest", str(path), "--mapping", "edmi_foc_estate", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert str(path) in result.stderr.replace("\n", "")
+    assert "not a readable spreadsheet" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_missing_extract_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["ingest", str(tmp_path / "absent.csv"), "--mapping", "landis_ioc_devices"]
+    )
+    assert result.exit_code == 2
+    assert "no such file" in result.stderr
+
+
+def test_mapping_check_names_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad_vendor.yaml"
+    bad.write_text(
+        "name: bad_vendor\nlayout: long\ninstallation: {key: Site}\n"
+        "device: {fields: {device_id: {column: EUI}, device_type: {column: T}, colour: {column: C}}}\n"
+    )
+    result = runner.invoke(app, ["mapping", "check", str(bad)])
+    assert result.exit_code == 2
+    message = result.stderr.replace("\n", "")
+    assert str(bad) in message
+    assert "device.fields" in message
+    assert "unknown device field 'colour'" in message
+
+
+def test_mapping_list_shows_the_shipped_mappings() -> None:
+    result = runner.invoke(app, ["mapping", "list"])
+    assert result.exit_code == 0
+    for name in ("landis_ioc_devices", "secure_moc_installations", "edmi_foc_estate"):
+        assert name in result.stdout
+
+
+def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["rehearse", "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)
+    assert set(runs) == {
+        "landis_ioc_devices.csv",
+        "secure_moc_installations.csv",
+        "edmi_foc_estate.xlsx",
+        "warehouse_estate_firmware.parquet",
+    }
+    assert all(run["balanced"] for run in runs.values())
+    assert (tmp_path / "r" / "ingest" / "edmi_foc_estate" / "installations.parquet").is_file()
+
+
+def test_sim_extract_writes_a_generated_estate(tmp_path: Path) -> None:
+    path = tmp_path / "estate.csv"
+    result = runner.invoke(
+        app, ["sim", "extract", str(path), "--devices", "500", "--defect-rate", "0.02", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["rows"] >= 500
+    assert path.read_bytes().startswith(b"Site ID;Device Type")

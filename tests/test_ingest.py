@@ -1,0 +1,212 @@
+"""Ingest end to end on real files: every row accounted for, every planted defect found."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from migrate.errors import ConfigError, InputError
+from migrate.ingest import OUTPUT_FILES, ingest, write_outputs
+from migrate.sim.extract_generator import generate_long_extract
+
+LANDIS = "landis_ioc_devices"
+HEADER = (
+    "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
+    "Install Date;Supplier;Status;Notes"
+)
+HUB = "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;22/05/2016;LOND;Live;"
+METER = (
+    "LG1;Electricity Meter;70-b3-d5-00-00-00-00-02;Landis+Gyr;E470-S1;V2.1.4;L16KA992700;"
+    "1312345678907;22/05/2016;LOND;Live;"
+)
+GAS = (
+    "LG1;Gas Meter;70-b3-d5-00-00-00-00-03;Landis+Gyr;G470-S1;V1.1.0;G4L201689677431;"
+    "3938424403;22/05/2016;LOND;Live;"
+)
+
+# Which quarantine reason each planted defect must produce.
+EXPECTED_REASON = {
+    "truncated_eui": "INVALID_EUI64",
+    "scientific_mpan": "PRECISION_LOST",
+    "bad_mpan_check_digit": "INVALID_MPAN_CHECK_DIGIT",
+    "unknown_device_type": "UNKNOWN_VALUE",
+    "impossible_date": "INVALID_DATE",
+    "ragged_row": "RAGGED_ROW",
+    "missing_firmware": "MISSING_VALUE",
+}
+
+
+def test_every_planted_defect_is_found_and_every_row_accounted_for(tmp_path: Path) -> None:
+    generated = generate_long_extract(tmp_path / "estate.csv", 20_000, seed=7, defect_rate=0.02)
+    result = ingest([generated.path], LANDIS)
+    summary = result.summary
+
+    assert summary.rows_read == generated.rows
+    assert summary.balanced
+    assert summary.duplicates == generated.planted["duplicate_row"]
+    for kind, reason in EXPECTED_REASON.items():
+        assert summary.quarantined_by_reason.get(reason, 0) == generated.planted[kind], kind
+    planted_rejects = sum(generated.planted[kind] for kind in EXPECTED_REASON)
+    assert summary.rows_quarantined == planted_rejects
+    assert summary.devices == summary.rows_accepted
+    assert summary.installations == generated.installations
+
+
+def test_quarantine_names_file_row_column_and_value(
+    write_text: Callable[..., Path],
+) -> None:
+    bad_date = METER.replace("22/05/2016", "31/02/2016")
+    path = write_text("lg.csv", [HEADER, HUB, bad_date, GAS], encoding="cp1252", newline="\r\n")
+    result = ingest([path], LANDIS)
+    rows = result.quarantine.to_pylist()
+    assert rows == [
+        {
+            "source_file": str(path),
+            "source_row": 3,
+            "installation_id": "LG1",
+            "column": "Install Date",
+            "value": "31/02/2016",
+            "reason": "INVALID_DATE",
+        }
+    ]
+    installation = result.installations.to_pylist()[0]
+    assert installation["quarantined_rows"] == 1
+    assert installation["n_chf"] == 1 and installation["n_esme"] == 0
+
+
+def test_ragged_rows_keep_later_row_numbers_exact(write_text: Callable[..., Path]) -> None:
+    ragged = HUB.replace("LG1", "LG2") + ";extra"
+    later = GAS.replace("31/", "01/")
+    path = write_text("lg.csv", ["Estate export", "", HEADER, ragged, METER, later])
+    result = ingest([path], LANDIS)
+    quarantine = result.quarantine.to_pylist()
+    assert [(q["source_row"], q["reason"]) for q in quarantine] == [(4, "RAGGED_ROW")]
+    assert "Zo" not in (quarantine[0]["value"] or "")
+    assert result.devices.column("source_row").to_pylist() == [5, 6]
+    assert result.summary.rows_read == 3
+    assert result.summary.balanced
+
+
+def test_duplicates_name_the_row_they_repeat_even_across_files(
+    write_text: Callable[..., Path],
+) -> None:
+    first = write_text("a.csv", [HEADER, HUB, METER, METER])
+    second = write_text("b.csv", [HEADER, GAS, HUB])
+    result = ingest([first, second], LANDIS)
+    assert result.duplicates.to_pylist() == [
+        {
+            "source_file": str(first),
+            "source_row": 4,
+            "duplicate_of_file": str(first),
+            "duplicate_of_row": 3,
+        },
+        {
+            "source_file": str(second),
+            "source_row": 3,
+            "duplicate_of_file": str(first),
+            "duplicate_of_row": 2,
+        },
+    ]
+    assert result.summary.rows_read == 5
+    assert result.summary.rows_accepted == 3
+    assert result.summary.balanced
+
+
+def test_rows_differing_only_in_free_text_are_not_duplicates(
+    write_text: Callable[..., Path],
+) -> None:
+    noted = HUB[:-1] + ";Tenant Zoë"
+    path = write_text("lg.csv", [HEADER, HUB, noted], encoding="cp1252")
+    result = ingest([path], LANDIS)
+    assert result.summary.duplicates == 0
+    assert result.summary.rows_accepted == 2
+
+
+def test_rows_of_one_installation_that_disagree_are_quarantined(
+    write_text: Callable[..., Path],
+) -> None:
+    dormant_meter = METER.replace(";Live;", ";Dormant;")
+    path = write_text("lg.csv", [HEADER, HUB, dormant_meter, GAS])
+    result = ingest([path], LANDIS)
+    conflicts = result.quarantine.to_pylist()
+    assert [(c["source_row"], c["column"], c["value"], c["reason"]) for c in conflicts] == [
+        (3, "(mode)", "DORMANT", "CONFLICTING_INSTALLATION_FIELD")
+    ]
+    assert result.installations.column("mode").to_pylist() == ["ACTIVE"]
+    assert result.installations.column("quarantined_rows").to_pylist() == [1]
+
+
+def test_installation_takes_mpan_and_mprn_from_its_meters(
+    write_text: Callable[..., Path],
+) -> None:
+    path = write_text("lg.csv", [HEADER, HUB, METER, GAS])
+    installation = ingest([path], LANDIS).installations.to_pylist()[0]
+    assert installation["mpan_core"] == "1312345678907"
+    assert installation["mprn"] == "3938424403"
+    assert installation["devices"] == 3
+    assert (installation["n_chf"], installation["n_esme"], installation["n_gsme"]) == (1, 1, 1)
+
+
+def test_an_installation_whose_rows_are_all_quarantined_is_still_listed(
+    write_text: Callable[..., Path],
+) -> None:
+    path = write_text("lg.csv", [HEADER, HUB.replace("V3.1.0", "")])
+    result = ingest([path], LANDIS)
+    installation = result.installations.to_pylist()[0]
+    assert installation["installation_id"] == "LG1"
+    assert installation["devices"] == 0
+    assert installation["quarantined_rows"] == 1
+
+
+def test_outputs_are_written_whole(tmp_path: Path, write_text: Callable[..., Path]) -> None:
+    path = write_text("lg.csv", [HEADER, HUB, METER, "LG9;Smart Plug" + HUB[13:]])
+    result = ingest([path], LANDIS)
+    out = tmp_path / "out"
+    written = write_outputs(result, out)
+    assert sorted(p.name for p in written) == sorted(OUTPUT_FILES)
+    assert pq.read_table(out / "devices.parquet").num_rows == 2
+    assert pq.read_table(out / "quarantine.parquet").column("reason").to_pylist() == [
+        "UNKNOWN_VALUE"
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["balanced"] is True and summary["rows_read"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ingest-")]
+
+
+def test_a_broken_file_stops_the_ingest_before_anything_is_written(
+    tmp_path: Path, write_text: Callable[..., Path]
+) -> None:
+    good = write_text("good.csv", [HEADER, HUB])
+    broken = write_text("broken.csv", ["Site ID;Something else", "LG2;x"])
+    with pytest.raises(InputError) as caught:
+        ingest([good, broken], LANDIS)
+    assert caught.value.path == str(broken)
+    assert "required columns missing" in caught.value.problem
+    assert "device eui" in caught.value.problem
+
+
+def test_unknown_mapping_is_a_configuration_error(write_text: Callable[..., Path]) -> None:
+    path = write_text("lg.csv", [HEADER, HUB])
+    with pytest.raises(ConfigError, match="unknown mapping 'nope'"):
+        ingest([path], "nope")
+
+
+SAMPLES = [
+    ("landis_ioc_devices.csv", "landis_ioc_devices"),
+    ("secure_moc_installations.csv", "secure_moc_installations"),
+    ("edmi_foc_estate.xlsx", "edmi_foc_estate"),
+    ("warehouse_estate_firmware.parquet", "warehouse_estate_firmware"),
+]
+
+
+@pytest.mark.parametrize(("extract", "mapping"), SAMPLES)
+def test_sample_extracts_give_stable_counts(examples: Path, extract: str, mapping: str) -> None:
+    """The bundled samples' counts, checked by hand once, pinned in a golden file."""
+    golden = json.loads((Path(__file__).parent / "golden" / "sample_summaries.json").read_text())
+    summary = ingest([examples / extract], mapping).summary.as_dict()
+    summary.pop("files")
+    assert summary == golden[extract]
