@@ -67,10 +67,21 @@ def find_duplicates(hashes: np.ndarray, texts: pa.ChunkedArray) -> tuple[np.ndar
     in_run[1:] |= repeated
     in_run[:-1] |= repeated
     candidates = np.sort(order[in_run])
-    candidate_text = texts.take(pa.array(candidates))
-    codes = pc.dictionary_encode(candidate_text).combine_chunks().indices.to_numpy()
+    codes = pc.dictionary_encode(_take_chunked(texts, candidates)).indices.to_numpy()
     first = np.full(int(codes.max()) + 1, len(candidates), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(candidates)))
     original = first[codes]
     duplicate = original != np.arange(len(candidates))
     return candidates[duplicate], candidates[original[duplicate]]
+
+
+def _take_chunked(texts: pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
+    """texts[positions] (positions sorted), taking from each chunk in place: a take on the
+    whole chunked array would first copy every chunk into one."""
+    bounds = np.cumsum([0, *(len(chunk) for chunk in texts.chunks)])
+    which = np.searchsorted(bounds, positions, side="right") - 1
+    parts = [
+        texts.chunk(int(chunk)).take(pa.array(positions[which == chunk] - bounds[chunk]))
+        for chunk in np.unique(which)
+    ]
+    return pa.concat_arrays(parts)

@@ -123,9 +123,12 @@ def build_installations(
         columns[kind] = pc.coalesce(
             columns[kind], *(_meter_value(devices, device_codes, t, s, count) for t, s in sources)
         )
-    types = devices.column("device_type").to_numpy(zero_copy_only=False)
+    types = devices.column("device_type")
     by_type = {
-        f"n_{t.lower()}": np.bincount(device_codes[types == t.value], minlength=count)
+        f"n_{t.lower()}": np.bincount(
+            device_codes[pc.equal(types, t.value).to_numpy(zero_copy_only=False)],
+            minlength=count,
+        )
         for t in DeviceType
     }
     columns["devices"] = pa.array(sum(by_type.values(), np.zeros(count, dtype=np.int64)))
@@ -144,7 +147,8 @@ def _meter_value(
     """Each installation's first MPxN held by a device of this type (of this shape)."""
     mpxn = devices.column("mpxn")
     wanted = pc.and_(pc.equal(devices.column("device_type"), device_type), pc.is_valid(mpxn))
-    if shape is not None:
-        wanted = pc.and_(wanted, pc.match_substring_regex(mpxn, shape))
     carriers = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
+    if shape is not None and len(carriers):
+        fits = pc.match_substring_regex(mpxn.take(pa.array(carriers)), shape)
+        carriers = carriers[fits.to_numpy(zero_copy_only=False)]
     return _take(mpxn, first_positions(device_codes, carriers, count))

@@ -28,7 +28,6 @@ ROWS_SCHEMA = pa.schema(
     [
         pa.field("ordinal", pa.int64()),
         pa.field("installation_id", pa.string()),
-        pa.field("rejected", pa.bool_()),
         *ROW_FIELDS,
     ]
 )
@@ -49,6 +48,8 @@ ISSUE_SCHEMA = pa.schema(
 REQUIRED_DEVICE_FIELDS = frozenset({"device_id", "device_type", "manufacturer", "model"})
 METER_MPAN = {DeviceType.ESME}
 METER_MPRN = {DeviceType.GSME, DeviceType.GPF}
+METER_MPAN_CODES = pa.array(sorted(METER_MPAN), pa.string())
+METER_MPRN_CODES = pa.array(sorted(METER_MPRN), pa.string())
 FIRMWARE_BEARING = pa.array(sorted(set(DeviceType) - TYPE2_DEVICES), pa.string())
 
 
@@ -62,18 +63,16 @@ class NormalisedBatch:
 
 
 class IssueCollector:
-    """Gathers the rows' reasons and warnings field by field, and which rows are rejected."""
+    """Gathers the rows' reasons and warnings field by field."""
 
     def __init__(self, ordinals: pa.Array, installation_id: pa.Array) -> None:
         self.ordinals = ordinals
         self.installation_id = installation_id
-        self.rejected = np.zeros(len(ordinals), dtype=bool)
         self.tables: list[pa.Table] = []
 
     def add(self, label: str, result: FieldResult, within: pa.Array | None = None) -> None:
         """Keep this field's reasons (only where `within`, e.g. where a device is present)."""
         column = result.column or f"({label})"
-        value = result.raw if result.raw is not None else result.values.cast(pa.string())
         for severity, codes in (("error", result.reasons), ("warning", result.warnings)):
             if codes.null_count == len(codes):
                 continue
@@ -82,9 +81,8 @@ class IssueCollector:
                 mask = pc.and_(mask, within)
             if not pc.any(mask).as_py():
                 continue
-            if severity == "error":
-                self.rejected |= mask.to_numpy(zero_copy_only=False)
             count = pc.sum(mask).as_py()
+            value = result.raw if result.raw is not None else result.values.cast(pa.string())
             self.tables.append(
                 pa.table(
                     {
@@ -135,18 +133,32 @@ def _row_table(
 
 def _mpxn(values: pa.Array, device_type: pa.Array) -> FieldResult:
     """An MPxN is an MPAN core on an electricity meter and an MPRN on a gas meter or GPF;
-    on a hub or other device, whichever its shape says."""
-    compact = pc.replace_substring_regex(values, pattern=r"\s+", replacement="")
-    mpan = identifiers.check_mpan_core(values)
-    mprn = identifiers.check_mprn(values)
-    shaped_mprn = pc.fill_null(pc.match_substring_regex(compact, r"^\d{6,10}$"), False)
-    is_gas = pc.fill_null(pc.is_in(device_type, pa.array(sorted(METER_MPRN))), False)
-    is_elec = pc.fill_null(pc.is_in(device_type, pa.array(sorted(METER_MPAN))), False)
-    use_mprn = pc.or_(is_gas, pc.and_(pc.invert(is_elec), shaped_mprn))
+    on a hub or other device, whichever its shape says. Each value is checked once, by the
+    rule that applies to it."""
+    is_gas = pc.fill_null(pc.is_in(device_type, METER_MPRN_CODES), False)
+    is_elec = pc.fill_null(pc.is_in(device_type, METER_MPAN_CODES), False)
+    use_mprn = is_gas.to_numpy(zero_copy_only=False).copy()
+    other = np.flatnonzero(~(use_mprn | is_elec.to_numpy(zero_copy_only=False)))
+    if len(other):
+        compact = pc.replace_substring_regex(
+            values.take(pa.array(other)), pattern=r"\s+", replacement=""
+        )
+        shaped = pc.fill_null(pc.match_substring_regex(compact, r"^\d{6,10}$"), False)
+        use_mprn[other] = shaped.to_numpy(zero_copy_only=False)
+    mprn_rows = np.flatnonzero(use_mprn)
+    mpan_rows = np.flatnonzero(~use_mprn)
+    mpan = identifiers.check_mpan_core(values.take(pa.array(mpan_rows)))
+    mprn = identifiers.check_mprn(values.take(pa.array(mprn_rows)))
+    # Back into row order: row i is at position inverse[i] of the two subsets end to end.
+    inverse = pa.array(np.argsort(np.concatenate([mpan_rows, mprn_rows]), kind="stable"))
+
+    def merged(first: pa.Array, second: pa.Array) -> pa.Array:
+        return pa.concat_arrays([first, second]).take(inverse)
+
     return FieldResult(
-        values=pc.if_else(use_mprn, mprn.values, mpan.values),
-        reasons=pc.if_else(use_mprn, mprn.reasons, mpan.reasons),
-        warnings=pc.if_else(use_mprn, mprn.warnings, mpan.warnings),
+        values=merged(mpan.values, mprn.values),
+        reasons=merged(mpan.reasons, mprn.reasons),
+        warnings=merged(mpan.warnings, mprn.warnings),
         raw=values,
         column=None,
     )
@@ -237,7 +249,6 @@ def _assemble(
         {
             "ordinal": ordinals,
             "installation_id": installation_id,
-            "rejected": pa.array(issues.rejected),
             **rows,
         },
         schema=ROWS_SCHEMA,

@@ -42,7 +42,7 @@ HEX = "0123456789abcdefABCDEF"
 WHITESPACE = " \t\n\r\x0b\x0c\x1c\x85\u00a0\u2007\u2028\u3000"
 
 # Local settings (not a global profile, which would change other modules' tests too).
-fast = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+fast = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- reference rules (plain Python, one value at a time) ----------------------------------

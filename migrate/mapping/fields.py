@@ -41,7 +41,7 @@ def null_strings(length: int) -> pa.Array:
 def trimmed(column: pa.Array) -> pa.Array:
     """Whitespace trimmed; blank becomes null, so that 'missing' has one spelling."""
     text = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(pc.utf8_length(text), 0), None, text)
+    return pc.if_else(pc.equal(pc.binary_length(text), 0), None, text)
 
 
 def reason_where(mask: pa.Array, reason: str) -> pa.Array:
