@@ -68,12 +68,16 @@ _SCIENTIFIC_RE = r"^[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-]?[0-9]+$"
 
 _ASCII_WHITESPACE = np.zeros(256, dtype=bool)
 _ASCII_WHITESPACE[list(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")] = True
-# 1 for an upper-case hex digit (EUI-64 bytes are upper-cased first), else 0.
-_HEX_CLASS = np.zeros(256, dtype=np.uint8)
-_HEX_CLASS[list(b"0123456789ABCDEF")] = 1
-_ALL_HEX_WORD = np.uint64(0x0101010101010101)  # eight hex-digit class bytes
-_DASH_WORD = np.uint64(0x2D2D2D2D2D2D2D2D)  # eight '-'
-_COLON_WORD = np.uint64(0x3A3A3A3A3A3A3A3A)  # eight ':'
+# SWAR constants for _all_hex: one value per byte, repeated across a 64-bit word.
+_BYTES = 0x0101010101010101
+_HIGH = np.uint64(0x80 * _BYTES)
+_LOW7 = np.uint64(0x7F * _BYTES)
+_ADD_GE_0 = np.uint64((0x80 - ord("0")) * _BYTES)
+_ADD_GT_9 = np.uint64((0x7F - ord("9")) * _BYTES)
+_ADD_GE_A = np.uint64((0x80 - ord("A")) * _BYTES)
+_ADD_GT_F = np.uint64((0x7F - ord("F")) * _BYTES)
+_DASH_WORD = np.uint64(ord("-") * _BYTES)
+_COLON_WORD = np.uint64(ord(":") * _BYTES)
 _ZERO = ord("0")
 _DASH = ord("-")
 # Byte positions in the separated spelling `00-1B-C5-12-34-56-78-9A`.
@@ -178,12 +182,21 @@ def _all_digits(digits: np.ndarray) -> np.ndarray:
 
 
 def _all_hex(upper: np.ndarray) -> np.ndarray:
-    """Rows of an (m, 16) upper-cased byte matrix that are all hex digits.
+    """Rows of an (m, 16) upper-cased byte matrix that are all hex digits ('0'-'9', 'A'-'F').
 
-    One table lookup per byte, then each row's 16 class bytes are read as two 64-bit words.
+    Each row is read as two 64-bit words and all 8 bytes of a word are range-checked at once
+    (SIMD within a register): with the top bit of every byte cleared, x + (0x80 - lo) sets that
+    bit exactly when x >= lo, and x + (0x7F - hi) sets it exactly when x > hi, with no carry
+    between bytes. Bytes >= 0x80 (UTF-8 sequences) fail separately. About twice as fast as a
+    256-entry table lookup per byte.
     """
-    words = np.ascontiguousarray(_HEX_CLASS[upper]).view(np.uint64)
-    return (words[:, 0] == _ALL_HEX_WORD) & (words[:, 1] == _ALL_HEX_WORD)
+    words = np.ascontiguousarray(upper).view(np.uint64)
+    low7 = words & _LOW7
+    digit = (low7 + _ADD_GE_0) & ~(low7 + _ADD_GT_9)
+    letter = (low7 + _ADD_GE_A) & ~(low7 + _ADD_GT_F)
+    good = ((digit | letter) & _HIGH) == _HIGH
+    good &= (words & _HIGH) == 0
+    return good[:, 0] & good[:, 1]
 
 
 def _select(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:

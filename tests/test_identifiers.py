@@ -286,9 +286,9 @@ def test_normalise_mpan_core_raises_with_reason_code() -> None:
         normalise_mpan_core("1.31234567891E+12")
     assert caught.value.args[0] is RowReason.PRECISION_LOST
     assert str(caught.value) == "PRECISION_LOST"
-    with pytest.raises(ValueError, match="^INVALID_MPAN_CHECK_DIGIT$"):
+    with pytest.raises(ValueError, match=r"^INVALID_MPAN_CHECK_DIGIT$"):
         normalise_mpan_core("2499999999990")
-    with pytest.raises(ValueError, match="^MISSING_VALUE$"):
+    with pytest.raises(ValueError, match=r"^MISSING_VALUE$"):
         normalise_mpan_core("  ")
     with pytest.raises(TypeError):
         normalise_mpan_core(1312345678907)  # type: ignore[arg-type]
@@ -421,8 +421,24 @@ def test_eui64_spellings(raw: str) -> None:
 )
 def test_eui64_rejects(raw: str) -> None:
     assert one(check_eui64, raw) == (None, RowReason.INVALID_EUI64, None)
-    with pytest.raises(ValueError, match="^INVALID_EUI64$"):
+    with pytest.raises(ValueError, match=r"^INVALID_EUI64$"):
         normalise_eui64(raw)
+
+
+def test_eui64_byte_classification_is_exhaustive() -> None:
+    """Every code point up to U+07FF (1 or 2 UTF-8 bytes) in a hex or separator position."""
+    bare, dashed = "0123456789ABCDEF", "01-23-45-67-89-AB-CD-EF"
+    values, expected = [], []
+    for c in range(0x800):
+        ch = chr(c)
+        width = len(ch.encode())  # a 2-byte character replaces two characters: same byte length
+        for base, pos in [(bare, 0), (bare, 7), (bare, 14), (dashed, 0), (dashed, 21)]:
+            values.append(base[:pos] + ch + base[pos + width :])
+            expected.append(width == 1 and ch in HEX)
+        values.append(dashed[:2] + ch + dashed[2 + width :])  # a separator
+        expected.append(ch == "-")
+    accepted = check_eui64(pa.array(values)).values.is_valid().to_pylist()
+    assert accepted == expected
 
 
 @fast

@@ -204,6 +204,7 @@ class DelimitedReader:
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
                     ignore_empty_lines=False,
+                    newlines_in_values=True,
                     invalid_row_handler=self._on_invalid_row,
                 ),
                 convert_options=pacsv.ConvertOptions(
