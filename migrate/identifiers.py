@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate.model import RowReason, RowWarning
+from migrate.string_bytes import byte_lengths, byte_matrix, string_views
 
 __all__ = [
     "Checked",
@@ -221,44 +222,11 @@ def _as_string_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     raise TypeError(f"identifiers must be string or large_string, got {kind}")
 
 
-def _views(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-copy numpy views of a string array: its n + 1 offsets (honouring a slice) and data."""
-    dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    n = len(arr)
-    _, offset_buf, data_buf = arr.buffers()
-    if n == 0 or offset_buf is None:
-        return np.zeros(n + 1, dtype=dtype), np.zeros(0, dtype=np.uint8)
-    offsets = np.frombuffer(offset_buf, dtype=dtype)[arr.offset : arr.offset + n + 1]
-    data = np.zeros(0, np.uint8) if data_buf is None else np.frombuffer(data_buf, dtype=np.uint8)
-    return offsets, data
-
-
 def _valid(arr: pa.Array) -> np.ndarray:
     """Boolean numpy mask of non-null rows."""
     if arr.null_count == 0:
         return np.ones(len(arr), dtype=bool)
     return arr.is_valid().to_numpy(zero_copy_only=False)
-
-
-def _byte_lengths(arr: pa.Array) -> np.ndarray:
-    """Byte length of every row (meaningless for null rows, which callers mask out)."""
-    offsets, _ = _views(arr)
-    return np.diff(offsets)
-
-
-def _byte_matrix(arr: pa.Array, width: int) -> np.ndarray:
-    """(n, width) uint8 view of an array whose rows are all non-null and `width` bytes long.
-
-    Rows of equal width lie back to back in the data buffer, so a reshape replaces a loop.
-    """
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, width), dtype=np.uint8)
-    offsets, data = _views(arr)
-    start, stop = int(offsets[0]), int(offsets[-1])
-    if arr.null_count or stop - start != n * width:
-        raise ValueError(f"rows are not all non-null and {width} bytes long")
-    return data[start:stop].reshape(n, width)
 
 
 def _rows(arr: pa.Array, mask: np.ndarray) -> pa.Array:
@@ -294,7 +262,7 @@ def _labels(codes: np.ndarray, labels: list[str | None]) -> pa.Array:
 
 def _present(arr: pa.Array) -> np.ndarray:
     """Rows that are non-null and non-empty (callers strip whitespace first)."""
-    return _valid(arr) & (_byte_lengths(arr) > 0)
+    return _valid(arr) & (byte_lengths(arr) > 0)
 
 
 def _strip_ends(arr: pa.Array) -> pa.Array:
@@ -315,7 +283,7 @@ def _strip_all(arr: pa.Array) -> pa.Array:
         cleaned = pc.replace_substring_regex(pc.filter(arr, multibyte), _WHITESPACE_RE, "")
         arr = pc.replace_with_mask(arr, multibyte, cleaned)
 
-    offsets, data = _views(arr)
+    offsets, data = string_views(arr)
     used = data[int(offsets[0]) : int(offsets[-1])]
     if (used < np.uint8(ord(" "))).any():  # control characters: rare, use the full table
         whitespace = _ASCII_WHITESPACE[used]
@@ -357,15 +325,15 @@ def check_eui64(values: pa.Array | pa.ChunkedArray) -> Checked:
     arr = pc.ascii_upper(_strip_ends(_as_string_array(values)))
     n = len(arr)
     present = _present(arr)
-    lengths = _byte_lengths(arr)
+    lengths = byte_lengths(arr)
 
     # Both spellings reduce to an (m, 16) matrix of upper-case hex candidates.
     bare = present & (lengths == _EUI64_HEX_DIGITS)
-    bare_hex = _byte_matrix(_rows(arr, bare), _EUI64_HEX_DIGITS)
+    bare_hex = byte_matrix(_rows(arr, bare), _EUI64_HEX_DIGITS)
     bare_ok = _all_hex(bare_hex)
 
     separated = present & (lengths == _EUI64_CANONICAL_WIDTH)
-    sep_bytes = _byte_matrix(_rows(arr, separated), _EUI64_CANONICAL_WIDTH)
+    sep_bytes = byte_matrix(_rows(arr, separated), _EUI64_CANONICAL_WIDTH)
     sep_hex = np.take(sep_bytes, _HEX_POS, axis=1)
     # The 7 separators plus the first again fill one 64-bit word: uniform iff all 8 bytes equal.
     separators = np.take(sep_bytes, _SEPARATOR_WORD_POS, axis=1).view(np.uint64)[:, 0]
@@ -411,8 +379,8 @@ def check_mpan_core(values: pa.Array | pa.ChunkedArray) -> Checked:
     present = _present(arr)
     codes = np.zeros(n, dtype=np.int8)
 
-    candidate = present & (_byte_lengths(arr) == _MPAN_LENGTH)
-    digits = _byte_matrix(_rows(arr, candidate), _MPAN_LENGTH) - np.uint8(_ZERO)
+    candidate = present & (byte_lengths(arr) == _MPAN_LENGTH)
+    digits = byte_matrix(_rows(arr, candidate), _MPAN_LENGTH) - np.uint8(_ZERO)
     all_digits = _all_digits(digits)
     prefix = np.where(all_digits, digits[:, 0].astype(np.int64) * 10 + digits[:, 1], 0)
     known = _distributor_table()[prefix]
@@ -434,15 +402,16 @@ def check_mpan_core(values: pa.Array | pa.ChunkedArray) -> Checked:
 
 
 def check_mprn(values: pa.Array | pa.ChunkedArray) -> Checked:
-    """Gas MPRNs: 6-10 digits after trimming, else INVALID_MPRN_FORMAT (or PRECISION_LOST).
+    """Gas MPRNs: 6-10 digits once whitespace is removed (as for MPANs, people type them in
+    groups), else INVALID_MPRN_FORMAT (or PRECISION_LOST).
 
     A failed check digit is only a MPRN_CHECK_DIGIT warning (the rule is not confirmed), so
     the value is kept.
     """
-    arr = _strip_ends(_as_string_array(values))
+    arr = _strip_all(_as_string_array(values))
     n = len(arr)
     present = _present(arr)
-    lengths = _byte_lengths(arr)
+    lengths = byte_lengths(arr)
     accepted = np.zeros(n, dtype=bool)
     warn = np.zeros(n, dtype=np.int8)
 
@@ -450,7 +419,7 @@ def check_mprn(values: pa.Array | pa.ChunkedArray) -> Checked:
         group = present & (lengths == width)
         if not group.any():
             continue
-        digits = _byte_matrix(_rows(arr, group), width) - np.uint8(_ZERO)
+        digits = byte_matrix(_rows(arr, group), width) - np.uint8(_ZERO)
         all_digits = _all_digits(digits)
         stated = digits[:, -2].astype(np.int64) * 10 + digits[:, -1]
         mismatch = all_digits & (mprn_check_digits(digits[:, :-2]) != stated)

@@ -119,9 +119,11 @@ def build_installations(
         columns[field.name] = _take(
             column, first_positions(codes, preferred[has_value[preferred]], count)
         )
+    mpxn = devices.column("mpxn").combine_chunks()
     for kind, sources in METER_SOURCES.items():
         columns[kind] = pc.coalesce(
-            columns[kind], *(_meter_value(devices, device_codes, t, s, count) for t, s in sources)
+            columns[kind],
+            *(_meter_value(devices, mpxn, device_codes, t, s, count) for t, s in sources),
         )
     types = devices.column("device_type")
     by_type = {
@@ -142,10 +144,14 @@ def build_installations(
 
 
 def _meter_value(
-    devices: pa.Table, device_codes: np.ndarray, device_type: str, shape: str | None, count: int
+    devices: pa.Table,
+    mpxn: pa.Array,
+    device_codes: np.ndarray,
+    device_type: str,
+    shape: str | None,
+    count: int,
 ) -> pa.Array:
     """Each installation's first MPxN held by a device of this type (of this shape)."""
-    mpxn = devices.column("mpxn")
     wanted = pc.and_(pc.equal(devices.column("device_type"), device_type), pc.is_valid(mpxn))
     carriers = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
     if shape is not None and len(carriers):

@@ -26,9 +26,7 @@ def mappings_dir() -> Path:
 def write_text(tmp_path: Path) -> Callable[..., Path]:
     """Write lines as a file with the given encoding and line ending."""
 
-    def write(
-        name: str, lines: list[str], *, encoding: str = "utf-8", newline: str = "\n"
-    ) -> Path:
+    def write(name: str, lines: list[str], *, encoding: str = "utf-8", newline: str = "\n") -> Path:
         path = tmp_path / name
         path.write_bytes(newline.join(lines).encode(encoding) + newline.encode(encoding))
         return path

@@ -88,7 +88,7 @@ def ref_mpan(value: str | None) -> tuple[str | None, str | None]:
 def ref_mprn(value: str | None) -> tuple[str | None, str | None, str | None]:
     if value is None or not value.strip():
         return None, None, None
-    v = value.strip()
+    v = "".join(value.split())
     if SCIENTIFIC.fullmatch(v):
         return None, RowReason.PRECISION_LOST, None
     if not re.fullmatch(r"[0-9]{6,10}", v):
@@ -373,6 +373,7 @@ def test_mprn_worked_examples() -> None:
     ("raw", "expected"),
     [
         (" 3938424403 ", ("3938424403", None, None)),
+        ("3938 4244 03", ("3938424403", None, None)),
         ("3938424404", ("3938424404", None, RowWarning.MPRN_CHECK_DIGIT)),
         ("39384244", ("39384244", None, RowWarning.MPRN_CHECK_DIGIT)),
         ("12345", (None, RowReason.INVALID_MPRN_FORMAT, None)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import mmap
 import re
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -29,6 +30,29 @@ SAMPLE_BYTES = 1 << 16
 SCAN_BYTES = 1 << 23
 BLOCK_BYTES = 1 << 22
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
+# Encodings in which a text can be found by its bytes, lines ending at CR or LF bytes.
+BYTE_SEARCHABLE = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "iso8859-1", "ascii", "iso8859-15"}
+
+
+def _has_line_break(data: pa.Buffer) -> bool:
+    view = np.frombuffer(data, dtype=np.uint8)
+    return bool(np.any((view == 10) | (view == 13)))
+
+
+def _contains(path: Path, needle: bytes) -> bool:
+    """Whether the file holds these bytes anywhere: one memchr pass over the mapped file."""
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            return False
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(needle) >= 0
+
+
+def _count_line_starts(data: mmap.mmap, start: int, end: int) -> int:
+    """Lines begun between two offsets: LF, CRLF and a lone CR each end a line."""
+    chunk = data[start:end]
+    return chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
 
 
 def detect_encoding(path: Path) -> str:
@@ -47,7 +71,7 @@ def detect_encoding(path: Path) -> str:
         return "utf-16-be"
     if _decodes(path, "utf-8") is None:
         return "utf-8"
-    failure = _decodes(path, "cp1252")
+    failure = _undefined_in_cp1252(path)
     if failure is not None:
         raise InputError(
             path,
@@ -75,6 +99,25 @@ def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return offset, lines
+    return None
+
+
+# The five bytes Windows-1252 leaves undefined: any other byte decodes.
+CP1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+
+
+def _undefined_in_cp1252(path: Path) -> tuple[int, int] | None:
+    """Like _decodes(path, "cp1252"), at memchr speed rather than through a codec."""
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            found = [i for i in (chunk.find(b) for b in CP1252_UNDEFINED) if i >= 0]
+            if found:
+                first = min(found)
+                return offset + first, lines + chunk.count(b"\n", 0, first)
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
     return None
 
 
@@ -115,6 +158,10 @@ class DelimitedReader:
             raise InputError(path, "the file has no header row")
         self.delimiter, self._header_index, self.columns = self._find_header(
             lines, required, delimiter, header_row
+        )
+        # Byte search is exact where '"' is one byte; otherwise assume quotes.
+        self._quoted = codecs.lookup(self.encoding).name not in BYTE_SEARCHABLE or _contains(
+            path, b'"'
         )
         self._unreadable_text: list[str] = []
         self._emitted = 0
@@ -182,7 +229,8 @@ class DelimitedReader:
                 ) from error
             ordinals = np.arange(self._emitted, self._emitted + batch.num_rows, dtype=np.int64)
             self._emitted += batch.num_rows
-            self._note_line_breaks(batch, ordinals)
+            if self._quoted:
+                self._note_line_breaks(batch, ordinals)
             keep = self._data_rows(batch, first)
             if keep is not None:
                 batch = batch.filter(keep)
@@ -204,7 +252,9 @@ class DelimitedReader:
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
                     ignore_empty_lines=False,
-                    newlines_in_values=True,
+                    # Only a quoted field can hold a line break: without a quote in the
+                    # file, the faster parser that splits at every break is exact.
+                    newlines_in_values=self._quoted,
                     invalid_row_handler=self._on_invalid_row,
                 ),
                 convert_options=pacsv.ConvertOptions(
@@ -227,8 +277,8 @@ class DelimitedReader:
         """Remember records that span lines (a quoted field holding CR, LF or CRLF)."""
         extra = None
         for column in batch.columns:
-            data = column.buffers()[2]  # the characters of every value, searched at memchr speed
-            if data is None or not (b"\n" in (raw := data.to_pybytes()) or b"\r" in raw):
+            data = column.buffers()[2]  # the characters of every value, scanned in place
+            if data is None or not _has_line_break(data):
                 continue
             breaks = pc.count_substring_regex(column, "\r\n|\r|\n").to_numpy(zero_copy_only=False)
             extra = breaks if extra is None else extra + breaks
@@ -238,10 +288,11 @@ class DelimitedReader:
 
     def _data_rows(self, batch: pa.RecordBatch, first: str) -> pa.BooleanArray | None:
         """Drop blank lines and a trailer that happens to have the header's width."""
-        blank = None
-        for column in batch.columns:
-            empty = pc.equal(pc.utf8_length(column), 0)
-            blank = empty if blank is None else pc.and_(blank, empty)
+        # A blank line leaves every field empty: look at the others only where the first is.
+        blank = pc.equal(pc.binary_length(batch.column(0)), 0)
+        if pc.any(blank).as_py():
+            for column in batch.columns[1:]:
+                blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
         drop = blank
         n_blank = pc.sum(blank).as_py() or 0
         n_trailer = 0
@@ -258,36 +309,74 @@ class DelimitedReader:
     def _locate_unreadable(self) -> None:
         """Find the lines of the rows the parser skipped; only runs when there were some.
 
-        pyarrow reports a skipped row's text but not its position, so the file is scanned
+        pyarrow reports a skipped row's text but not its position, so the file is searched
         once more for those texts, in order.
         """
         if not self._unreadable_text:
             return
-        pending = list(self._unreadable_text)
         first_data_line = self._header_index + 2
-        found: list[int] = []
-        with self.path.open("r", encoding=self.encoding, newline="") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line_number < first_data_line:
-                    continue
-                if line.rstrip("\r\n") == pending[0]:
-                    found.append(line_number)
-                    fields = len(next(csv.reader([pending[0]], delimiter=self.delimiter), []))
-                    self.account.unreadable.append(
-                        UnreadableRow(
-                            line_number,
-                            f"{fields} fields where the header has {len(self.columns)}",
-                        )
-                    )
-                    pending.pop(0)
-                    if not pending:
-                        break
+        if codecs.lookup(self.encoding).name in BYTE_SEARCHABLE:
+            found = self._find_lines_in_bytes(first_data_line)
+        else:
+            found = self._find_lines_in_text(first_data_line)
+        for line_number, text in zip(found, self._unreadable_text, strict=False):
+            fields = len(next(csv.reader([text], delimiter=self.delimiter), []))
+            self.account.unreadable.append(
+                UnreadableRow(
+                    line_number, f"{fields} fields where the header has {len(self.columns)}"
+                )
+            )
         # A skipped record spanning lines cannot be found by its text: kept, at row 0.
         self.account.unreadable.extend(
             UnreadableRow(0, "a record the parser could not split; its line was not found")
-            for _ in pending
+            for _ in self._unreadable_text[len(found) :]
         )
         self._skipped_positions = np.asarray(found, dtype=np.int64) - first_data_line
+
+    def _find_lines_in_bytes(self, first_data_line: int) -> list[int]:
+        """Search the mapped file for each skipped row, encoded as the file is: memchr speed
+        in encodings where a line break is the byte 0x0A and nothing else."""
+        found: list[int] = []
+        with (
+            self.path.open("rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            position = 0
+            line = 1
+            for _, match in zip(
+                range(first_data_line - 1), LINE_BREAK_BYTES.finditer(data), strict=False
+            ):
+                position = match.end()  # past the header and any title lines
+                line += 1
+            for text in self._unreadable_text:
+                needle = text.encode(self.encoding)
+                at = position
+                while True:
+                    at = data.find(needle, at)
+                    if at < 0:
+                        return found
+                    end = at + len(needle)
+                    starts_line = at == 0 or data[at - 1 : at] in (b"\n", b"\r")
+                    ends_line = end == len(data) or data[end : end + 1] in (b"\n", b"\r")
+                    if starts_line and ends_line:
+                        break
+                    at += 1
+                line += _count_line_starts(data, position, at)
+                found.append(line)
+                position = end
+        return found
+
+    def _find_lines_in_text(self, first_data_line: int) -> list[int]:
+        pending = list(self._unreadable_text)
+        found: list[int] = []
+        with self.path.open("r", encoding=self.encoding, newline="") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line_number >= first_data_line and line.rstrip("\r\n") == pending[0]:
+                    found.append(line_number)
+                    pending.pop(0)
+                    if not pending:
+                        break
+        return found
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         """The file line of each emitted record (its first line, if it spans several),

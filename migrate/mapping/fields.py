@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from migrate import identifiers
 from migrate.mapping.spec import DATE_DIRECTIVES, DATE_FIELDS, ENUM_FIELDS, FieldSpec, FirmwareSpec
 from migrate.model import RowReason
+from migrate.string_bytes import byte_lengths, byte_matrix
 
 # Dates outside these years are typing errors, not installations.
 PLAUSIBLE_YEARS = (1990, 2099)
@@ -88,32 +89,70 @@ def _date_regex(fmt: str) -> str:
     return "^" + "".join(pattern) + "$"
 
 
+def _fixed_layout(fmt: str) -> tuple[int, dict[str, int], list[tuple[int, int]]]:
+    """Where each directive's digits and each literal byte stand in a zero-padded date."""
+    position = 0
+    starts: dict[str, int] = {}
+    literals: list[tuple[int, int]] = []
+    for part in re.split(r"(%[A-Za-z])", fmt):
+        if part.startswith("%") and len(part) == 2:
+            starts[part[1]] = position
+            position += DATE_DIRECTIVES[part[1]]
+        else:
+            for byte in part.encode():
+                literals.append((position, byte))
+                position += 1
+    return position, starts, literals
+
+
+def _fixed_width_components(
+    values: pa.Array, rows: np.ndarray, fmt: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Zero-padded dates (the usual case) read from a byte matrix: which of `rows` fit the
+    format, and their components. Unpadded ones (1/2/2016) are left to the regex."""
+    width, starts, literals = _fixed_layout(fmt)
+    matrix = byte_matrix(values.take(pa.array(rows)), width)
+    fits = np.ones(len(rows), dtype=bool)
+    for position, byte in literals:
+        fits &= matrix[:, position] == byte
+    components = {}
+    for code, start in starts.items():
+        digits = matrix[:, start : start + DATE_DIRECTIVES[code]].astype(np.int64) - ord("0")
+        fits &= ((digits >= 0) & (digits <= 9)).all(axis=1)
+        components[code] = digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1))
+    return fits, components
+
+
 def parse_dates(values: pa.Array, formats: list[str]) -> tuple[pa.Array, pa.Array]:
     """Strict dates: the written day is the parsed day (no 31/02 becoming 2 March).
 
-    Components are taken by regex and the date is built from them, so an impossible day or
-    month is refused instead of rolled over as strptime does.
+    Components are read from the text and the date is built from them, so an impossible day
+    or month is refused instead of rolled over as strptime does.
     """
     n = len(values)
-    year = np.zeros(n, dtype=np.int64)
-    month = np.zeros(n, dtype=np.int64)
-    day = np.zeros(n, dtype=np.int64)
+    parts = {code: np.zeros(n, dtype=np.int64) for code in DATE_DIRECTIVES}
     matched = np.zeros(n, dtype=bool)
-    sane_time = np.ones(n, dtype=bool)
-    for fmt in formats:
-        parts = pc.extract_regex(values, _date_regex(fmt))
-        hit = parts.is_valid().to_numpy(zero_copy_only=False) & ~matched
-        if not hit.any():
-            continue
-        for code, target in (("Y", year), ("m", month), ("d", day)):
-            digits = pc.struct_field(parts, code)
-            target[hit] = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)[hit]
-        for code, limit in (("H", 23), ("M", 59), ("S", 59)):
-            if f"%{code}" in fmt:
-                field = pc.cast(pc.struct_field(parts, code), pa.int64())
-                sane_time[hit] &= field.to_numpy(zero_copy_only=False)[hit] <= limit
-        matched |= hit
     present = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    lengths = byte_lengths(values)
+    for fmt in formats:
+        width = _fixed_layout(fmt)[0]
+        rows = np.flatnonzero(present & ~matched & (lengths == width))
+        if len(rows):
+            fits, found = _fixed_width_components(values, rows, fmt)
+            for code, component in found.items():
+                parts[code][rows[fits]] = component[fits]
+            matched[rows[fits]] = True
+        rows = np.flatnonzero(present & ~matched)
+        if not len(rows):
+            break
+        extracted = pc.extract_regex(values.take(pa.array(rows)), _date_regex(fmt))
+        fits = extracted.is_valid().to_numpy(zero_copy_only=False)
+        for code in re.findall(r"%([A-Za-z])", fmt):
+            component = pc.cast(pc.struct_field(extracted, code), pa.int64())
+            parts[code][rows[fits]] = component.to_numpy(zero_copy_only=False)[fits]
+        matched[rows[fits]] = True
+    year, month, day = parts["Y"], parts["m"], parts["d"]
+    sane_time = (parts["H"] <= 23) & (parts["M"] <= 59) & (parts["S"] <= 59)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_length = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
     days_in_month = month_length[np.clip(month, 0, 12)] + ((month == 2) & leap)

@@ -1,0 +1,98 @@
+"""Field transforms: strict dates, firmware canonicalisation, value maps, required fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from migrate.mapping.fields import apply_field, canonical_firmware, map_values, parse_dates
+from migrate.mapping.spec import FieldSpec, FirmwareSpec
+
+
+def _dates(values: list[str | None], formats: list[str]) -> tuple[list, list]:
+    dates, reasons = parse_dates(pa.array(values, pa.string()), formats)
+    return dates.to_pylist(), reasons.to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.dates(dt.date(1990, 1, 1), dt.date(2099, 12, 31)), min_size=1, max_size=40),
+    st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%Y%m%d", "%m/%d/%Y %H:%M"]),
+)
+def test_every_real_date_round_trips_in_each_format(days: list[dt.date], fmt: str) -> None:
+    written = [day.strftime(fmt) for day in days]
+    assert _dates(written, [fmt]) == (days, [None] * len(days))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("31/02/2016", "INVALID_DATE"),
+        ("29/02/2015", "INVALID_DATE"),
+        ("00/01/2016", "INVALID_DATE"),
+        ("12/13/2016", "INVALID_DATE"),
+        ("12/05/17", "INVALID_DATE"),
+        ("2016-05-12", "INVALID_DATE"),
+        ("not known", "INVALID_DATE"),
+        ("12/05/1899", "IMPLAUSIBLE_DATE"),
+        ("12/05/2150", "IMPLAUSIBLE_DATE"),
+    ],
+)
+def test_impossible_and_implausible_dates_are_refused(text: str, reason: str) -> None:
+    assert _dates([text], ["%d/%m/%Y"]) == ([None], [reason])
+
+
+def test_unpadded_dates_leap_days_and_several_formats() -> None:
+    values = ["1/2/2016", "29/02/2016", "2016-03-04", None, "01/02/2016 10:61"]
+    dates, reasons = _dates(values, ["%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y %H:%M"])
+    assert dates == [dt.date(2016, 2, 1), dt.date(2016, 2, 29), dt.date(2016, 3, 4), None, None]
+    assert reasons == [None, None, None, None, "INVALID_DATE"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "raw", "canonical", "reason"),
+    [
+        (FirmwareSpec(strip_prefix="V", pattern=r"\d+(\.\d+)+"), "V2.1.4", "2.1.4", None),
+        (FirmwareSpec(strip_prefix="V", pattern=r"\d+(\.\d+)+"), "v2.1.4", "2.1.4", None),
+        (FirmwareSpec(strip_prefix="V", pattern=r"\d+(\.\d+)+"), "V2.x", None, "INVALID_FIRMWARE"),
+        (FirmwareSpec(strip_prefix="0x", hex_width=8), "0x104", "00000104", None),
+        (FirmwareSpec(strip_prefix="0x", hex_width=8), "0XfF", "000000FF", None),
+        (FirmwareSpec(strip_prefix="0x", hex_width=8), "9.9", None, "INVALID_FIRMWARE"),
+        (FirmwareSpec(strip_prefix="0x", hex_width=8), "0x123456789", None, "INVALID_FIRMWARE"),
+        (FirmwareSpec(pattern=r"\d+\.\d+\.\d+-b\d+"), "1.2.3-b45", "1.2.3-b45", None),
+    ],
+)
+def test_vendor_firmware_becomes_canonical(
+    spec: FirmwareSpec, raw: str, canonical: str | None, reason: str | None
+) -> None:
+    values, reasons = canonical_firmware(pa.array([raw]), spec)
+    assert (values.to_pylist(), reasons.to_pylist()) == ([canonical], [reason])
+
+
+def test_value_maps_match_case_insensitively_and_flag_the_unknown() -> None:
+    values, reasons = map_values(
+        pa.array(["Live", "DORMANT", "live", "Hybrid", None]),
+        {"Live": "ACTIVE", "Dormant": "DORMANT"},
+        None,
+    )
+    assert values.to_pylist() == ["ACTIVE", "DORMANT", "ACTIVE", None, None]
+    assert reasons.to_pylist() == [None, None, None, "UNKNOWN_VALUE", None]
+
+
+def test_apply_field_trims_checks_identifiers_and_requires_values() -> None:
+    batch = pa.record_batch({"EUI": [" 00:1b:c5:12:34:56:78:9a ", "  ", "00-1B-C5-12"]})
+    result = apply_field("device_id", FieldSpec(column="EUI"), batch, required=True)
+    assert result.values.to_pylist() == ["00-1B-C5-12-34-56-78-9A", None, None]
+    assert result.reasons.to_pylist() == [None, "MISSING_VALUE", "INVALID_EUI64"]
+    assert result.raw.to_pylist() == ["00:1b:c5:12:34:56:78:9a", None, "00-1B-C5-12"]
+
+
+def test_a_constant_fills_every_row() -> None:
+    batch = pa.record_batch({"x": ["a", "b"]})
+    result = apply_field("manufacturer", FieldSpec(constant="Secure"), batch)
+    assert result.values.to_pylist() == ["Secure", "Secure"]
+    assert result.reasons.to_pylist() == [None, None]
