@@ -86,7 +86,8 @@ def test_mapping_check_names_file_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad_vendor.yaml"
     bad.write_text(
         "name: bad_vendor\nlayout: long\ninstallation: {key: Site}\n"
-        "device: {fields: {device_id: {column: EUI}, device_type: {column: T}, colour: {column: C}}}\n"
+        "device: {fields: {device_id: {column: EUI}, device_type: {column: T},"
+        " colour: {column: C}}}\n"
     )
     result = runner.invoke(app, ["mapping", "check", str(bad)])
     assert result.exit_code == 2

@@ -18,7 +18,10 @@ HEADER = (
     "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
     "Install Date;Supplier;Status;Notes"
 )
-HUB = "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;22/05/2016;LOND;Live;"
+HUB = (
+    "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;"
+    "22/05/2016;LOND;Live;"
+)
 METER = (
     "LG1;Electricity Meter;70-b3-d5-00-00-00-00-02;Landis+Gyr;E470-S1;V2.1.4;L16KA992700;"
     "1312345678907;22/05/2016;LOND;Live;"

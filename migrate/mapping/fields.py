@@ -117,10 +117,24 @@ def _fixed_width_components(
         fits &= matrix[:, position] == byte
     components = {}
     for code, start in starts.items():
-        digits = matrix[:, start : start + DATE_DIRECTIVES[code]].astype(np.int64) - ord("0")
-        fits &= ((digits >= 0) & (digits <= 9)).all(axis=1)
-        components[code] = digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1))
+        value = np.zeros(len(rows), dtype=np.int64)
+        for position in range(start, start + DATE_DIRECTIVES[code]):
+            digit = matrix[:, position] - np.uint8(ord("0"))  # wraps above 9 if not a digit
+            fits &= digit <= 9
+            value = value * 10 + digit
+        components[code] = value
     return fits, components
+
+
+def days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days from 1970-01-01 of proleptic Gregorian dates, in integer arithmetic (Hinnant's
+    days_from_civil): several times quicker than numpy's datetime64 unit conversions."""
+    year = year - (month <= 2)
+    era = np.floor_divide(year, 400)
+    year_of_era = year - era * 400
+    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
 
 
 def parse_dates(values: pa.Array, formats: list[str]) -> tuple[pa.Array, pa.Array]:
@@ -159,10 +173,7 @@ def parse_dates(values: pa.Array, formats: list[str]) -> tuple[pa.Array, pa.Arra
     real = matched & sane_time & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month)
     plausible = (year >= PLAUSIBLE_YEARS[0]) & (year <= PLAUSIBLE_YEARS[1])
     ok = real & plausible
-    stamp = (
-        (year - 1970).astype("datetime64[Y]").astype("datetime64[M]")
-        + (np.where(ok, month, 1) - 1).astype("timedelta64[M]")
-    ).astype("datetime64[D]") + (np.where(ok, day, 1) - 1).astype("timedelta64[D]")
+    stamp = days_since_epoch(year, np.where(ok, month, 1), np.where(ok, day, 1))
     dates = pa.array(stamp.astype(np.int32), type=pa.date32(), mask=~ok)
     reasons = first_reason(
         reason_where(pa.array(present & ~real), RowReason.INVALID_DATE),
@@ -178,9 +189,9 @@ def canonical_firmware(values: pa.Array, spec: FirmwareSpec | None) -> tuple[pa.
     if spec is None:
         return result, null_strings(len(values))
     if spec.strip_prefix:
-        result = pc.replace_substring_regex(
-            result, pattern="(?i)^" + re.escape(spec.strip_prefix), replacement=""
-        )
+        prefixed = pc.fill_null(pc.starts_with(result, spec.strip_prefix, ignore_case=True), False)
+        stripped = pc.utf8_slice_codeunits(result, start=len(spec.strip_prefix))
+        result = pc.if_else(prefixed, stripped, result)
     if spec.hex_width:
         is_hex = pc.match_substring_regex(result, f"^[0-9A-Fa-f]{{1,{spec.hex_width}}}$")
         bad = pc.or_(bad, pc.invert(is_hex))

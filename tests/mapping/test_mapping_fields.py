@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrate.mapping.fields import apply_field, canonical_firmware, map_values, parse_dates
+from migrate.mapping.fields import (
+    apply_field,
+    canonical_firmware,
+    days_since_epoch,
+    map_values,
+    parse_dates,
+)
 from migrate.mapping.spec import FieldSpec, FirmwareSpec
 
 
@@ -96,3 +103,14 @@ def test_a_constant_fills_every_row() -> None:
     result = apply_field("manufacturer", FieldSpec(constant="Secure"), batch)
     assert result.values.to_pylist() == ["Secure", "Secure"]
     assert result.reasons.to_pylist() == [None, None]
+
+
+@given(st.lists(st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)), min_size=1, max_size=50))
+def test_days_since_epoch_agrees_with_the_calendar(days: list[dt.date]) -> None:
+    epoch = dt.date(1970, 1, 1).toordinal()
+    got = days_since_epoch(
+        np.array([d.year for d in days]),
+        np.array([d.month for d in days]),
+        np.array([d.day for d in days]),
+    )
+    assert got.tolist() == [d.toordinal() - epoch for d in days]
