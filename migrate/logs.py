@@ -14,10 +14,15 @@ import structlog
 
 
 def configure(*, level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Logs go to stderr so that stdout stays for the command's result (e.g. --json)."""
+    """Logs go to stderr so that stdout stays for the command's result (e.g. --json).
+
+    Readable lines when a person is watching (stdout is a terminal), else JSON lines for
+    the scheduler's log store. A given stream decides for itself.
+    """
     target = stream or sys.stderr
+    watched = (stream or sys.stdout).isatty()
     renderer: structlog.typing.Processor
-    if target.isatty():
+    if watched:
         renderer = structlog.dev.ConsoleRenderer(colors=True)
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=True)

@@ -223,7 +223,7 @@ class DelimitedReader:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except pa.ArrowInvalid as error:
+            except pa.ArrowException as error:
                 raise InputError(
                     self.path, f"cannot be read as {self.encoding}: {error}"
                 ) from error
@@ -263,7 +263,7 @@ class DelimitedReader:
                     quoted_strings_can_be_null=False,
                 ),
             )
-        except pa.ArrowInvalid as error:
+        except pa.ArrowException as error:
             if self._header_is_last_line():
                 return None  # header only, without a line break after it: no data rows
             raise InputError(self.path, f"cannot be read: {error}") from error

@@ -79,7 +79,7 @@ class ParquetReader:
         self._batch_rows = batch_rows
         try:
             self._file = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as error:
+        except (pa.ArrowException, OSError) as error:
             raise InputError(path, f"not a readable Parquet file: {error}") from error
         names = self._file.schema_arrow.names
         _, self.columns = match_header(path, [names], required, where="of the schema")
@@ -98,7 +98,7 @@ class ParquetReader:
                 ordinals = np.arange(self._emitted, self._emitted + batch.num_rows)
                 self._emitted += batch.num_rows
                 yield pa.RecordBatch.from_arrays(columns, names=self.columns), ordinals
-        except (pa.ArrowInvalid, OSError) as error:
+        except (pa.ArrowException, OSError) as error:
             raise InputError(self.path, f"cannot be read: {error}") from error
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
