@@ -40,8 +40,17 @@ def test_no_postcode_name_or_note_reaches_the_logs(
     for extract, mapping in ((noted, "landis_ioc_devices"), (secure, "secure_moc_installations")):
         result = runner.invoke(
             app,
-            ["--log-level", "DEBUG", "ingest", str(extract), "-m", mapping,
-             "-o", str(tmp_path / mapping), "--json"],
+            [
+                "--log-level",
+                "DEBUG",
+                "ingest",
+                str(extract),
+                "-m",
+                mapping,
+                "-o",
+                str(tmp_path / mapping),
+                "--json",
+            ],
         )
         assert result.exit_code == 1, result.output
         logs += result.stderr

@@ -11,12 +11,19 @@ from migrate.report.csv_export import write_csv
 
 
 def test_formula_cells_are_neutralised_and_the_rest_kept(tmp_path: Path) -> None:
-    hostile = ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain", None]
+    hostile = ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain", None]
     path = tmp_path / "out.csv"
     write_csv(pa.table({"value": hostile, "row": list(range(len(hostile)))}), path)
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["value"] for r in rows] == [
-        "'=HYPERLINK(\"http://x\")", "'+1", "'-2+3", "'@SUM(A1)", "'\tx", "'\rx", "plain", "",
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "plain",
+        "",
     ]
     assert [r["row"] for r in rows] == [str(i) for i in range(len(hostile))]
