@@ -3,12 +3,13 @@ they load, and how a schema failure becomes a message naming the file and the ke
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from migrate.errors import ConfigError
 
@@ -61,3 +62,53 @@ def validation_problem(error: ValidationError) -> tuple[str, str]:
         else:
             problems.append(f"{key}: {message}")
     return first_key or "(top level)", "; ".join(problems)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigKind(Generic[M]):
+    """One kind of declarative file (mappings, cohorts): where its files live, how one is
+    named, and how it loads and is checked. A file's `name` must equal its file name."""
+
+    def __init__(self, folder: str, noun: str, env: str, model: type[M]) -> None:
+        self.folder = folder
+        self.noun = noun
+        self.env = env
+        self.model = model
+
+    def directory(self, explicit: Path | None = None) -> Path:
+        """The explicit folder, then the environment's, then ./<folder>, then the bundled."""
+        return bundled_dir(self.folder, explicit, os.environ.get(self.env))
+
+    def available(self, directory: Path | None = None) -> list[str]:
+        return sorted(path.stem for path in self.directory(directory).glob("*.yaml"))
+
+    def resolve(self, name: str, directory: Path | None = None) -> Path:
+        """A file is named (landis_ioc_devices) or given as a path."""
+        as_path = Path(name)
+        if as_path.suffix in {".yaml", ".yml"}:
+            if not as_path.is_file():
+                raise ConfigError(as_path, f"no such {self.noun} file")
+            return as_path
+        path = self.directory(directory) / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(self.available(directory)) or "none"
+            raise ConfigError(None, f"unknown {self.noun} {name!r} (known: {known})", key=self.noun)
+        return path
+
+    def load_file(self, path: Path) -> M:
+        try:
+            loaded = self.model.model_validate(load_yaml(path))
+        except ValidationError as error:
+            key, problem = validation_problem(error)
+            raise ConfigError(path, problem, key=key) from None
+        name = getattr(loaded, "name", path.stem)
+        if name != path.stem:
+            raise ConfigError(
+                path, f"name {name!r} differs from the file name {path.stem!r}", key="name"
+            )
+        return loaded
+
+    def load(self, name: str, directory: Path | None = None) -> M:
+        return self.load_file(self.resolve(name, directory))

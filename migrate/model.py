@@ -120,3 +120,27 @@ DUPLICATE_SCHEMA = pa.schema(
         pa.field("duplicate_of_row", pa.int64(), nullable=False),
     ]
 )
+
+
+class InstallationReason(StrEnum):
+    """Why an installation is excluded from a cohort's plan. Every reason that applies is
+    kept, not only the first."""
+
+    DATA_INVALID = "DATA_INVALID"  # a row of it was quarantined at ingest: it is incomplete
+    NO_COMMS_HUB = "NO_COMMS_HUB"
+    MULTIPLE_COMMS_HUBS = "MULTIPLE_COMMS_HUBS"
+    MPXN_MISSING = "MPXN_MISSING"  # a meter without its MPAN core or MPRN
+    DUPLICATE_DEVICE = "DUPLICATE_DEVICE"  # a device listed in another installation too
+    DUPLICATE_MPXN = "DUPLICATE_MPXN"  # an MPAN or MPRN listed in another installation too
+    WRONG_SMSO = "WRONG_SMSO"  # served by an SMSO the cohort does not migrate
+    DORMANT = "DORMANT"  # dormant, in a cohort that migrates active installations
+    NOT_DORMANT = "NOT_DORMANT"  # active, in the dormant batch
+    DMC_NOT_ELIGIBLE = "DMC_NOT_ELIGIBLE"  # a device model on no eligible combination
+    FIRMWARE_UPGRADE_REQUIRED = "FIRMWARE_UPGRADE_REQUIRED"  # older than a listed version
+    FIRMWARE_NOT_LISTED = "FIRMWARE_NOT_LISTED"  # newer than every listed version
+    FIRMWARE_UNRECOGNISED = "FIRMWARE_UNRECOGNISED"  # cannot be placed in the order
+    COMBINATION_NOT_LISTED = "COMBINATION_NOT_LISTED"  # each device listed, the set is not
+
+
+# The device types an eligible product combination names; type 2 devices are set aside.
+COMBINATION_SLOTS = (DeviceType.CHF, DeviceType.ESME, DeviceType.GSME, DeviceType.PPMID)

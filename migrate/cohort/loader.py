@@ -1,0 +1,27 @@
+"""Find and load cohort rule files; every problem names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrate.cohort.spec import CohortRules
+from migrate.config_files import ConfigKind
+
+COHORTS = ConfigKind("cohorts", "cohort", "MIGRATE_COHORTS_DIR", CohortRules)
+
+
+def cohorts_dir(explicit: Path | None = None) -> Path:
+    """--cohorts-dir, then $MIGRATE_COHORTS_DIR, then ./cohorts, then the bundled copies."""
+    return COHORTS.directory(explicit)
+
+
+def available_cohorts(directory: Path | None = None) -> list[str]:
+    return COHORTS.available(directory)
+
+
+def resolve_cohort(name: str, directory: Path | None = None) -> Path:
+    return COHORTS.resolve(name, directory)
+
+
+def load_cohort(name: str, directory: Path | None = None) -> CohortRules:
+    return COHORTS.load(name, directory)
