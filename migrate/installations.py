@@ -72,8 +72,10 @@ def first_positions(codes: np.ndarray, candidates: np.ndarray, count: int) -> np
     return np.where(found, candidates[np.minimum(rank, len(candidates) - 1)], -1)
 
 
-def _take(column: pa.ChunkedArray | pa.Array, positions: np.ndarray) -> pa.Array:
+def take_or_null(column: pa.ChunkedArray | pa.Array, positions: np.ndarray) -> pa.Array:
     """column[positions], null where the position is -1."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     indices = pa.array(np.maximum(positions, 0), pa.int64(), mask=positions < 0)
     return column.take(indices)
 
@@ -90,7 +92,7 @@ def conflicting_rows(
         has_value = pc.is_valid(column).to_numpy(zero_copy_only=False)
         eligible = np.flatnonzero(accepted & has_value & (codes >= 0))
         first = first_positions(codes, eligible, count)
-        reference = _take(column, first[np.maximum(codes, 0)])
+        reference = take_or_null(column, first[np.maximum(codes, 0)])
         differs = pc.fill_null(pc.not_equal(column, reference), False)
         positions = np.flatnonzero(differs.to_numpy(zero_copy_only=False) & accepted)
         if len(positions):
@@ -126,7 +128,7 @@ def build_installations(
     for field in ROW_FIELDS:
         column = rows.column(field.name)
         has_value = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        columns[field.name] = _take(
+        columns[field.name] = take_or_null(
             column, first_positions(codes, preferred[has_value[preferred]], count)
         )
     kinds = _device_kinds(devices.column("device_type"))
@@ -150,8 +152,8 @@ def build_installations(
     columns["devices"] = pa.array(sum(by_type.values(), np.zeros(count, dtype=np.int64)))
     columns.update({name: pa.array(values) for name, values in by_type.items()})
     columns["quarantined_rows"] = pa.array(np.bincount(codes[present & rejected], minlength=count))
-    columns["source_file"] = file_names.take(_take(rows.column("file"), first_row))
-    columns["source_row"] = _take(rows.column("source_row"), first_row)
+    columns["source_file"] = file_names.take(take_or_null(rows.column("file"), first_row))
+    columns["source_row"] = take_or_null(rows.column("source_row"), first_row)
     table = pa.table(columns)
     if not listed.all():
         table = table.filter(pa.array(listed))
@@ -176,4 +178,4 @@ def _meter_value(
     if shape is not None and len(carriers):
         fits = pc.match_substring_regex(mpxn.take(pa.array(carriers)), shape)
         carriers = carriers[fits.to_numpy(zero_copy_only=False)]
-    return _take(mpxn, first_positions(device_codes, carriers, count))
+    return take_or_null(mpxn, first_positions(device_codes, carriers, count))

@@ -135,11 +135,13 @@ class InstallationReason(StrEnum):
     WRONG_SMSO = "WRONG_SMSO"  # served by an SMSO the cohort does not migrate
     DORMANT = "DORMANT"  # dormant, in a cohort that migrates active installations
     NOT_DORMANT = "NOT_DORMANT"  # active, in the dormant batch
+    MODE_UNKNOWN = "MODE_UNKNOWN"  # neither active nor dormant is known
     DMC_NOT_ELIGIBLE = "DMC_NOT_ELIGIBLE"  # a device model on no eligible combination
     FIRMWARE_UPGRADE_REQUIRED = "FIRMWARE_UPGRADE_REQUIRED"  # older than a listed version
     FIRMWARE_NOT_LISTED = "FIRMWARE_NOT_LISTED"  # newer than every listed version
     FIRMWARE_UNRECOGNISED = "FIRMWARE_UNRECOGNISED"  # cannot be placed in the order
     COMBINATION_NOT_LISTED = "COMBINATION_NOT_LISTED"  # each device listed, the set is not
+    COMBINATION_NOT_YET_LISTED = "COMBINATION_NOT_YET_LISTED"  # listed after the plan's date
 
 
 # The device types an eligible product combination names; type 2 devices are set aside.

@@ -110,7 +110,3 @@ class CohortRules(Strict):
             if name.casefold() == wanted:
                 return order
         return None
-
-    def listed_by(self, day: dt.date) -> list[Combination]:
-        """The combinations listed on or before a day: only those may be migrated then."""
-        return [c for c in self.combinations if c.first_listed <= day]

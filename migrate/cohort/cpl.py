@@ -1,0 +1,171 @@
+"""Import a CPL-style list of eligible product combinations into the cohort rule files.
+
+The CPL changes over time (combinations are added as DCC tests them), so the rule files are
+regenerated from it rather than edited by hand. What changes is shown before anything is
+written; only the `combinations:` block at the end of each file is replaced, so the rest of
+the file and its comments stay as people wrote them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from migrate.cohort.loader import COHORTS
+from migrate.cohort.spec import CohortRules, Combination, DeviceModel
+from migrate.config_files import validation_problem
+from migrate.errors import ConfigError, InputError
+from migrate.extract.delimited import DelimitedReader
+from migrate.model import COMBINATION_SLOTS
+
+KEY_COLUMNS = ("combination_id", "cohort", "smso", "first_listed")
+SLOT_FIELDS = ("manufacturer", "model", "firmware")
+MARKER = "combinations:"
+
+
+def cpl_columns() -> list[str]:
+    return [
+        *KEY_COLUMNS,
+        *(f"{slot.lower()}_{part}" for slot in COMBINATION_SLOTS for part in SLOT_FIELDS),
+    ]
+
+
+@dataclass(frozen=True)
+class CplRow:
+    cohort: str
+    combination: Combination
+
+
+def read_cpl(path: Path) -> list[CplRow]:
+    """Every row of a CPL file as a combination; a bad row is named by its line and column."""
+    reader = DelimitedReader(path, cpl_columns())
+    rows: list[CplRow] = []
+    for batch, ordinals in reader.batches():
+        lines = reader.source_rows(ordinals)
+        for line, record in zip(lines, batch.to_pylist(), strict=True):
+            rows.append(_cpl_row(path, int(line), record))
+    if reader.account.unreadable:
+        first = reader.account.unreadable[0]
+        raise InputError(path, first.detail, row=first.row)
+    return rows
+
+
+def _cpl_row(path: Path, line: int, record: dict[str, str]) -> CplRow:
+    values = {key: (value or "").strip() for key, value in record.items()}
+    for column in KEY_COLUMNS:
+        if not values[column]:
+            raise InputError(path, "empty", row=line, column=column)
+    try:
+        first_listed = dt.date.fromisoformat(values["first_listed"])
+    except ValueError:
+        raise InputError(
+            path, f"not an ISO date: {values['first_listed']!r}", row=line, column="first_listed"
+        ) from None
+    devices = {}
+    for slot in COMBINATION_SLOTS:
+        parts = {part: values[f"{slot.lower()}_{part}"] for part in SLOT_FIELDS}
+        if not any(parts.values()):
+            continue  # the slot is not part of this combination
+        for part, value in parts.items():
+            if not value:
+                raise InputError(
+                    path,
+                    "empty while the rest of the device is given",
+                    row=line,
+                    column=f"{slot.lower()}_{part}",
+                )
+        devices[slot] = DeviceModel(**parts)
+    try:
+        combination = Combination(
+            id=values["combination_id"],
+            smso=values["smso"],
+            first_listed=first_listed,
+            devices=devices,
+        )
+    except ValidationError as error:
+        _, problem = validation_problem(error)
+        raise InputError(path, problem, row=line) from None
+    return CplRow(values["cohort"], combination)
+
+
+@dataclass
+class CohortChange:
+    """What importing the CPL does to one cohort rule file."""
+
+    cohort: str
+    path: Path
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+def plan_import(cpl: Path, directory: Path | None = None) -> list[CohortChange]:
+    """The change to each cohort rule file, checked against the schema, nothing written."""
+    rows = read_cpl(cpl)
+    changes = []
+    for name in COHORTS.available(directory):
+        path = COHORTS.resolve(name, directory)
+        rules = COHORTS.load_file(path)
+        wanted = sorted(
+            (row.combination for row in rows if row.cohort in rules.cpl.cohorts),
+            key=lambda c: c.id,
+        )
+        changes.append(_change(path, rules, wanted))
+    return changes
+
+
+def _change(path: Path, rules: CohortRules, wanted: list[Combination]) -> CohortChange:
+    before = {c.id: c for c in rules.combinations}
+    after = {c.id: c for c in wanted}
+    change = CohortChange(
+        cohort=rules.name,
+        path=path,
+        added=sorted(after.keys() - before.keys()),
+        removed=sorted(before.keys() - after.keys()),
+        changed=sorted(i for i in before.keys() & after.keys() if before[i] != after[i]),
+    )
+    text = path.read_text(encoding="utf-8")
+    head = text.split(f"\n{MARKER}", 1)[0].rstrip("\n") if f"\n{MARKER}" in text else text
+    block = yaml.safe_dump(
+        {"combinations": [_as_yaml(c) for c in wanted]},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+        width=100,
+    )
+    change.text = head.rstrip("\n") + "\n" + block
+    try:
+        CohortRules.model_validate(yaml.safe_load(change.text))
+    except ValidationError as error:
+        key, problem = validation_problem(error)
+        raise ConfigError(path, f"after importing the CPL: {problem}", key=key) from None
+    return change
+
+
+def _as_yaml(combination: Combination) -> dict[str, object]:
+    return {
+        "id": combination.id,
+        "smso": combination.smso,
+        "first_listed": combination.first_listed.isoformat(),
+        "devices": {
+            slot.value: device.model_dump() for slot, device in combination.devices.items()
+        },
+    }
+
+
+def write_import(changes: list[CohortChange]) -> None:
+    """Write the changed files, each whole through a temporary file."""
+    for change in changes:
+        if change.any:
+            scratch = change.path.with_suffix(".yaml.tmp")
+            scratch.write_text(change.text, encoding="utf-8")
+            scratch.replace(change.path)
