@@ -5,28 +5,39 @@ Another program runs a cohort by importing these; the CLI only parses, calls and
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from migrate.cohort import CohortRules
+from migrate.cohort.cpl import CohortChange, plan_import, write_import
+from migrate.cohort.loader import COHORTS
 from migrate.config_files import load_yaml, validation_problem
 from migrate.errors import ConfigError
 from migrate.ingest import Ingested, IngestSummary, write_outputs
 from migrate.ingest import ingest as ingest_extracts
 from migrate.mapping import Mapping, available_mappings, load_mapping
+from migrate.plan import Plan, PlanSummary, make_plan
 from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract
 
 __all__ = [
+    "CohortChange",
     "IngestRun",
     "IngestSummary",
     "Ingested",
+    "PlanRun",
     "RehearsalRun",
+    "check_cohorts",
     "check_mappings",
     "generate_extract",
+    "import_cpl",
     "ingest",
+    "list_cohorts",
     "list_mappings",
+    "plan",
     "rehearse",
 ]
 
@@ -103,3 +114,55 @@ def generate_extract(
 ) -> GeneratedExtract:
     """`migrate sim extract`: a synthetic Landis+Gyr-format estate of any size."""
     return generate_long_extract(path, devices, seed=seed, defect_rate=defect_rate)
+
+
+def list_cohorts(cohorts_dir: Path | None = None) -> list[CohortRules]:
+    return [COHORTS.load(name, cohorts_dir) for name in COHORTS.available(cohorts_dir)]
+
+
+def check_cohorts(names: Sequence[str], cohorts_dir: Path | None = None) -> list[CohortRules]:
+    """Load each cohort rule file against the schema; the first problem raises ConfigError."""
+    return [COHORTS.load(name, cohorts_dir) for name in names]
+
+
+def import_cpl(
+    cpl: Path, *, check: bool = False, cohorts_dir: Path | None = None
+) -> list[CohortChange]:
+    """`migrate cohort import-cpl`: what the CPL changes in each rule file; written unless
+    `check`, and only once every changed file has passed the schema."""
+    changes = plan_import(cpl, cohorts_dir)
+    if not check:
+        write_import(changes)
+    return changes
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    summary: PlanSummary
+    path: Path
+
+
+def plan(
+    extracts: Sequence[Path],
+    mapping: str,
+    cohort: str,
+    out: Path,
+    *,
+    as_of: dt.date | None = None,
+    mappings_dir: Path | None = None,
+    cohorts_dir: Path | None = None,
+) -> PlanRun:
+    """`migrate plan`: the dry run, written whole to `out`; no store is touched."""
+    made: Plan = make_plan(
+        extracts,
+        mapping,
+        cohort,
+        as_of=as_of,
+        mappings_dir=mappings_dir,
+        cohorts_dir=cohorts_dir,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(f".{out.name}.tmp")
+    scratch.write_text(made.text, encoding="utf-8")
+    scratch.replace(out)
+    return PlanRun(made.summary, out)

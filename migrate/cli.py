@@ -6,6 +6,7 @@ unreadable input.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,11 @@ app = typer.Typer(
 )
 mapping_app = typer.Typer(help="Vendor mappings: list them, check them.", no_args_is_help=True)
 sim_app = typer.Typer(help="The DCC simulator and synthetic estates.", no_args_is_help=True)
+cohort_app = typer.Typer(
+    help="Cohort rule files: list, check, import the CPL.", no_args_is_help=True
+)
 app.add_typer(mapping_app, name="mapping")
+app.add_typer(cohort_app, name="cohort")
 app.add_typer(sim_app, name="sim")
 
 stdout = Console(soft_wrap=True)
@@ -44,6 +49,14 @@ MappingsDir = Annotated[
     typer.Option(
         "--mappings-dir",
         help="Folder of mapping files (default: $MIGRATE_MAPPINGS_DIR, ./mappings, bundled).",
+        file_okay=False,
+    ),
+]
+CohortsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cohorts-dir",
+        help="Folder of cohort rule files (default: $MIGRATE_COHORTS_DIR, ./cohorts, bundled).",
         file_okay=False,
     ),
 ]
@@ -148,6 +161,120 @@ def rehearse(
         stdout.print(f"outputs in {out}/", highlight=False)
     # Quarantined rows are the sample data's planted defects: finding them is success.
     raise typer.Exit(EXIT_CLEAN if all(s.balanced for s in summaries) else EXIT_DATA_PROBLEMS)
+
+
+@app.command()
+def plan(
+    extracts: Annotated[
+        list[Path], typer.Argument(help="Extract files (CSV, Excel, Parquet).", dir_okay=False)
+    ],
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort name or rule file.")],
+    mapping: Annotated[str, typer.Option("--mapping", "-m", help="Mapping name or file.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The plan file to write.", dir_okay=False)
+    ] = Path("plan.json"),
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="The plan's first day (default: the cohort window's start).",
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
+    mappings_dir: MappingsDir = None,
+    cohorts_dir: CohortsDir = None,
+) -> None:
+    """Dry run: which installations the cohort would migrate, which not and why, and when."""
+    try:
+        run = api.plan(
+            extracts,
+            mapping,
+            cohort,
+            out,
+            as_of=as_of.date() if as_of else None,
+            mappings_dir=mappings_dir,
+            cohorts_dir=cohorts_dir,
+        )
+    except MigrateError as error:
+        _fail(error)
+    summary = run.summary
+    if json_output:
+        print(json.dumps(summary.as_dict(), sort_keys=True))
+    else:
+        table = Table(title=f"plan ({summary.cohort})", show_header=False, title_justify="left")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        table.add_row("installations", f"{summary.installations:,}")
+        table.add_row("eligible", f"{summary.eligible:,}")
+        table.add_row("excluded", f"{summary.excluded:,}")
+        for reason, count in summary.excluded_by_reason.items():
+            table.add_row(f"  {reason}", f"{count:,}")
+        table.add_row("days at capacity", f"{summary.days:,}")
+        stdout.print(table)
+        stdout.print(f"plan written to {run.path}", highlight=False)
+
+
+@cohort_app.command("list")
+def cohort_list(cohorts_dir: CohortsDir = None) -> None:
+    """List the cohorts, with their SMSOs, modes, capacity and combinations."""
+    try:
+        cohorts = api.list_cohorts(cohorts_dir)
+    except MigrateError as error:
+        _fail(error)
+    table = Table("name", "SMSO", "modes", "window", "capacity", "combinations")
+    for rules in cohorts:
+        table.add_row(
+            rules.name,
+            ", ".join(rules.smso),
+            ", ".join(rules.modes),
+            f"{rules.window.start} to {rules.window.end}",
+            str(rules.capacity_per_supplier_per_day),
+            str(len(rules.combinations)),
+        )
+    stdout.print(table)
+
+
+@cohort_app.command("check")
+def cohort_check(
+    cohorts: Annotated[list[str], typer.Argument(help="Cohort names or rule files.")],
+    cohorts_dir: CohortsDir = None,
+) -> None:
+    """Check cohort rule files against the schema; the first problem is named with its key."""
+    try:
+        checked = api.check_cohorts(cohorts, cohorts_dir)
+    except MigrateError as error:
+        _fail(error)
+    for rules in checked:
+        stdout.print(f"ok: {rules.name} ({len(rules.combinations)} combinations)")
+
+
+@cohort_app.command("import-cpl")
+def cohort_import_cpl(
+    cpl: Annotated[Path, typer.Argument(help="CPL-style CSV of eligible combinations.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Only show what would change; exit 1 if anything.")
+    ] = False,
+    cohorts_dir: CohortsDir = None,
+) -> None:
+    """Update the cohort rule files from a CPL: shows added, removed and changed combinations."""
+    try:
+        changes = api.import_cpl(cpl, check=check, cohorts_dir=cohorts_dir)
+    except MigrateError as error:
+        _fail(error)
+    for change in changes:
+        if not change.any:
+            stdout.print(f"{change.cohort}: up to date", highlight=False)
+            continue
+        stdout.print(f"{change.cohort} ({change.path}):", highlight=False)
+        for sign, ids in (("+", change.added), ("-", change.removed), ("~", change.changed)):
+            for combination in ids:
+                stdout.print(f"  {sign} {combination}", highlight=False)
+    changed = any(change.any for change in changes)
+    if check:
+        raise typer.Exit(EXIT_DATA_PROBLEMS if changed else EXIT_CLEAN)
+    if changed:
+        stdout.print("written.")
 
 
 @mapping_app.command("list")

@@ -1,0 +1,330 @@
+"""The dry-run plan: which installations a cohort run would send, which not and why, and how
+long the eligible set takes at the cohort's capacity.
+
+A plan records the content hashes of everything it was made from, so that a go-live run can
+refuse a plan whose inputs changed since (as `terraform apply` refuses a stale plan). Nothing
+in it depends on the clock: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from migrate import __version__, json_text
+from migrate.cohort.loader import COHORTS
+from migrate.cohort.spec import CohortRules
+from migrate.errors import ConfigError
+from migrate.ingest import Ingested, ingest
+from migrate.mapping.loader import MAPPINGS
+from migrate.validate import Validation, validate
+
+PLAN_VERSION = 1
+DEVICE_FIELDS = (
+    "device_id",
+    "device_type",
+    "manufacturer",
+    "model",
+    "firmware_version",
+    "msn",
+    "mpxn",
+)
+PAYLOAD_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
+EXCLUDED_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
+FINDING_FIELDS = ("device_id", "device_type", "manufacturer", "model", "firmware_version")
+QUARANTINE_FIELDS = ("source_file", "source_row", "installation_id", "column", "value", "reason")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_record(path: Path) -> dict[str, object]:
+    """What a plan remembers of an input: where it was and what it held."""
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_digest(path)}
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    cohort: str
+    installations: int
+    eligible: int
+    excluded: int
+    excluded_by_reason: dict[str, int]
+    days: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "cohort": self.cohort,
+            "installations": self.installations,
+            "eligible": self.eligible,
+            "excluded": self.excluded,
+            "excluded_by_reason": self.excluded_by_reason,
+            "days": self.days,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    summary: PlanSummary
+    text: str
+
+
+def schedule(
+    suppliers: pa.Array | pa.ChunkedArray, rules: CohortRules, start: dt.date
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Each eligible installation's day (1-based) at the cohort's capacity per supplier per
+    day, in the order given; and the schedule's summary."""
+    capacity = rules.capacity_per_supplier_per_day
+    if isinstance(suppliers, pa.ChunkedArray):
+        suppliers = suppliers.combine_chunks()
+    encoded = pc.dictionary_encode(pc.fill_null(suppliers, "(unknown)"))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.argsort(codes, kind="stable")
+    rank = np.empty(len(codes), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(encoded.dictionary)))])
+    rank[order] = np.arange(len(codes)) - starts[codes[order]]
+    day = rank // capacity + 1
+    by_supplier = []
+    names = encoded.dictionary.to_pylist()
+    counts = np.bincount(codes, minlength=len(names))
+    for index in np.argsort(names):
+        eligible = int(counts[index])
+        days = -(-eligible // capacity)
+        by_supplier.append(
+            {
+                "supplier_mpid": names[index],
+                "eligible": eligible,
+                "days": days,
+                "finish": (start + dt.timedelta(days=max(days - 1, 0))).isoformat(),
+            }
+        )
+    days = int(day.max()) if len(day) else 0
+    finish = start + dt.timedelta(days=max(days - 1, 0))
+    summary = {
+        "start": start.isoformat(),
+        "capacity_per_supplier_per_day": capacity,
+        "days": days,
+        "finish": finish.isoformat(),
+        "window_end": rules.window.end.isoformat(),
+        "fits_window": finish <= rules.window.end,
+        "by_supplier": by_supplier,
+    }
+    return day, summary
+
+
+def _sha256_each(texts: pa.Array) -> pa.Array:
+    """SHA-256 of each text. There is no vectorised SHA-256 in Arrow or numpy; this is the
+    one loop over installations, in C but for the call."""
+    return pa.array(
+        [hashlib.sha256(t.encode()).hexdigest() for t in texts.to_pylist()], pa.string()
+    )
+
+
+def _devices_json(devices: pa.Table, installations: pa.Table) -> pa.Array:
+    """Each installation's devices as a JSON array, sorted by type then device id, so that
+    the same device set always reads the same."""
+    codes = pc.index_in(
+        devices.column("installation_id"), value_set=installations.column("installation_id")
+    )
+    keep = codes.is_valid()
+    devices = devices.filter(keep)
+    codes = codes.filter(keep)
+    order = pc.sort_indices(
+        pa.table(
+            {
+                "code": codes,
+                "device_type": devices.column("device_type"),
+                "device_id": devices.column("device_id"),
+            }
+        ),
+        sort_keys=[("code", "ascending"), ("device_type", "ascending"), ("device_id", "ascending")],
+    )
+    devices = devices.take(order)
+    items = json_text.objects(
+        {name: json_text.strings(devices.column(name)) for name in DEVICE_FIELDS}
+    )
+    return json_text.grouped(
+        items,
+        codes.take(order).to_numpy(zero_copy_only=False).astype(np.int64),
+        installations.num_rows,
+    )
+
+
+def _eligible_json(
+    validation: Validation, devices: pa.Table, rules: CohortRules, start: dt.date
+) -> tuple[pa.Array, int, dict[str, object]]:
+    eligible = validation.eligible
+    eligible = eligible.take(
+        pc.sort_indices(
+            eligible,
+            sort_keys=[("supplier_mpid", "ascending"), ("installation_id", "ascending")],
+        )
+    )
+    day, timetable = schedule(eligible.column("supplier_mpid"), rules, start)
+    device_lists = _devices_json(devices, eligible)
+    payload = json_text.objects(
+        {
+            "cohort": json_text.strings(pa.repeat(pa.scalar(rules.name), eligible.num_rows)),
+            **{name: json_text.strings(eligible.column(name)) for name in PAYLOAD_FIELDS},
+            "combination": json_text.strings(eligible.column("combination")),
+            "devices": device_lists,
+        }
+    )
+    # The key names the request: cohort, installation and its exact device and firmware set.
+    key_text = pc.binary_join_element_wise(
+        pa.repeat(pa.scalar(rules.name), eligible.num_rows),
+        eligible.column("installation_id").combine_chunks(),
+        device_lists,
+        "\n",
+    )
+    calendar = pa.array(
+        [
+            (start + dt.timedelta(days=offset)).isoformat()
+            for offset in range(int(day.max(initial=0)))
+        ],
+        pa.string(),
+    )
+    dates = calendar.take(pa.array(day - 1))
+    entries = pc.binary_join_element_wise(
+        '{"idempotency_key":',
+        json_text.strings(_sha256_each(key_text)),
+        ',"fingerprint":',
+        json_text.strings(_sha256_each(payload)),
+        ',"day":',
+        pa.array(day).cast(pa.string()),
+        ',"date":',
+        json_text.strings(dates),
+        ',"models":',
+        json_text.strings(eligible.column("models")),
+        ',"payload":',
+        payload,
+        "}",
+        "",
+    )
+    device_count = int(pc.sum(eligible.column("devices")).as_py() or 0)
+    return entries, device_count, timetable
+
+
+def _excluded_json(validation: Validation) -> pa.Array:
+    excluded = validation.excluded
+    excluded = excluded.take(
+        pc.sort_indices(excluded, sort_keys=[("installation_id", "ascending")])
+    )
+    findings = validation.findings
+    codes = pc.index_in(
+        findings.column("installation_id"), value_set=excluded.column("installation_id")
+    )
+    findings = findings.filter(codes.is_valid())
+    codes = codes.filter(codes.is_valid())
+    items = json_text.objects(
+        {
+            **{name: json_text.strings(findings.column(name)) for name in FINDING_FIELDS},
+            "reason": json_text.strings(findings.column("reason")),
+        }
+    )
+    finding_lists = json_text.grouped(
+        items, codes.to_numpy(zero_copy_only=False).astype(np.int64), excluded.num_rows
+    )
+    return json_text.objects(
+        {
+            **{name: json_text.strings(excluded.column(name)) for name in EXCLUDED_FIELDS},
+            "models": json_text.strings(excluded.column("models")),
+            "devices": json_text.numbers(excluded.column("devices")),
+            "quarantined_rows": json_text.numbers(excluded.column("quarantined_rows")),
+            "reasons": json_text.string_lists(excluded.column("reasons")),
+            "findings": finding_lists,
+        }
+    )
+
+
+def _quarantine_json(ingested: Ingested) -> pa.Array:
+    quarantine = ingested.quarantine
+    return json_text.objects(
+        {
+            name: (
+                json_text.numbers(quarantine.column(name))
+                if name == "source_row"
+                else json_text.strings(quarantine.column(name))
+            )
+            for name in QUARANTINE_FIELDS
+        }
+    )
+
+
+def make_plan(
+    extracts: Sequence[Path],
+    mapping: str,
+    cohort: str,
+    *,
+    as_of: dt.date | None = None,
+    mappings_dir: Path | None = None,
+    cohorts_dir: Path | None = None,
+) -> Plan:
+    """Ingest, validate and schedule; nothing is written to any store."""
+    mapping_path = MAPPINGS.resolve(mapping, mappings_dir)
+    cohort_path = COHORTS.resolve(cohort, cohorts_dir)
+    rules = COHORTS.load_file(cohort_path)
+    start = max(as_of or rules.window.start, rules.window.start)
+    if start > rules.window.end:
+        raise ConfigError(
+            cohort_path,
+            f"the plan's date {start} is after the cohort's window ({rules.window.end})",
+            key="window",
+        )
+    ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
+    validation = validate(ingested.installations, ingested.devices, rules, as_of=start)
+    eligible, device_count, timetable = _eligible_json(validation, ingested.devices, rules, start)
+    summary = PlanSummary(
+        cohort=rules.name,
+        installations=validation.installations.num_rows,
+        eligible=validation.eligible.num_rows,
+        excluded=validation.excluded.num_rows,
+        excluded_by_reason=validation.excluded_by_reason(),
+        days=int(timetable["days"]),
+    )
+    ingest_summary = ingested.summary.as_dict()
+    ingest_summary.pop("files")
+    head: dict[str, object] = {
+        "plan_version": PLAN_VERSION,
+        "tool": {"name": "smets1-migrate", "version": __version__},
+        "cohort": {"name": rules.name, **input_record(cohort_path)},
+        "mapping": {"name": mapping_path.stem, **input_record(mapping_path)},
+        "extracts": [input_record(Path(p)) for p in extracts],
+        "as_of": start.isoformat(),
+        "ingest": ingest_summary,
+        "summary": {**summary.as_dict(), "eligible_devices": device_count},
+        "schedule": timetable,
+    }
+    text = json_text.document(
+        head,
+        {
+            "eligible": eligible,
+            "excluded": _excluded_json(validation),
+            "quarantine": _quarantine_json(ingested),
+        },
+    )
+    return Plan(summary, text)
+
+
+def load_plan(path: Path) -> dict[str, object]:
+    """A plan file, checked to be one this version can read."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(path, f"not a readable plan: {error}") from None
+    if not isinstance(document, dict) or document.get("plan_version") != PLAN_VERSION:
+        raise ConfigError(path, f"not a plan of version {PLAN_VERSION}", key="plan_version")
+    return document
