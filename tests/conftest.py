@@ -32,3 +32,18 @@ def write_text(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def golden() -> Callable[[str, str], None]:
+    """Compare text with tests/golden/NAME; UPDATE_GOLDEN=1 rewrites the file instead."""
+    import os
+
+    def check(name: str, text: str) -> None:
+        path = REPO / "tests" / "golden" / name
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            path.write_text(text, encoding="utf-8")
+        assert path.is_file(), f"no golden file {name}: run with UPDATE_GOLDEN=1"
+        assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+
+    return check

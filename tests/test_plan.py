@@ -1,0 +1,145 @@
+"""The dry-run plan: complete, reproducible to the byte, and keyed for idempotent commits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from migrate.cli import app
+from migrate.errors import ConfigError
+from migrate.plan import load_plan, make_plan
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans record paths as given: run from the repository so that they are relative."""
+    monkeypatch.chdir(REPO)
+
+
+def test_sample_plan_matches_its_golden_file(golden: Callable[[str, str], None]) -> None:
+    plan = make_plan(
+        [Path("examples/secure_moc_installations.csv")], "secure_moc_installations", "moc"
+    )
+    golden("plan_moc.json", plan.text)
+
+
+def test_the_same_inputs_give_a_byte_identical_plan() -> None:
+    args = ([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", "ioc")
+    assert make_plan(*args).text == make_plan(*args).text
+
+
+def test_every_installation_is_in_the_plan_once() -> None:
+    plan = json.loads(
+        make_plan([Path("examples/edmi_foc_estate.xlsx")], "edmi_foc_estate", "foc").text
+    )
+    eligible = [e["payload"]["installation_id"] for e in plan["eligible"]]
+    excluded = [e["installation_id"] for e in plan["excluded"]]
+    assert len(set(eligible)) == len(eligible) and not set(eligible) & set(excluded)
+    assert len(eligible) + len(excluded) == plan["summary"]["installations"] == 300
+    assert all(e["reasons"] for e in plan["excluded"])
+    assert len(plan["quarantine"]) == sum(plan["ingest"]["quarantined_by_reason"].values())
+    assert plan["mapping"]["sha256"] and plan["cohort"]["sha256"] and plan["extracts"][0]["sha256"]
+
+
+def _entries(tmp_path: Path, text: str) -> dict[str, dict]:
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    plan = json.loads(make_plan([path], "landis_ioc_devices", "ioc").text)
+    return {e["payload"]["installation_id"]: e for e in plan["eligible"]}
+
+
+HEADER = (
+    "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
+    "Install Date;Supplier;Status;Notes\n"
+)
+SITE = (
+    "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;"
+    "01/02/2016;LOND;Live;\n"
+    "LG1;Electricity Meter;70-b3-d5-00-00-00-00-02;Landis+Gyr;E470-S1;V2.1.4;L16KA992700;"
+    "1312345678907;01/02/2016;LOND;Live;\n"
+)
+
+
+def test_idempotency_key_follows_the_device_set_fingerprint_the_payload(
+    tmp_path: Path,
+) -> None:
+    base = _entries(tmp_path, HEADER + SITE)["LG1"]
+    other_supplier = _entries(tmp_path, HEADER + SITE.replace("LOND", "EELC"))["LG1"]
+    other_firmware = _entries(tmp_path, HEADER + SITE.replace("V3.1.0", "V3.0.2"))["LG1"]
+    reordered = _entries(tmp_path, HEADER + "".join(reversed(SITE.splitlines(True))))["LG1"]
+    assert other_supplier["idempotency_key"] == base["idempotency_key"]
+    assert other_supplier["fingerprint"] != base["fingerprint"]
+    assert reordered["idempotency_key"] == base["idempotency_key"]
+    assert reordered["fingerprint"] == base["fingerprint"]
+    assert other_firmware["payload"]["combination"] != base["payload"]["combination"]
+    assert other_firmware["idempotency_key"] != base["idempotency_key"]
+
+
+def test_the_schedule_fills_each_day_to_capacity_per_supplier(tmp_path: Path) -> None:
+    cohort = (
+        (REPO / "cohorts" / "ioc.yaml")
+        .read_text()
+        .replace("capacity_per_supplier_per_day: 100", "capacity_per_supplier_per_day: 50")
+    )
+    rules = tmp_path / "ioc.yaml"
+    rules.write_text(cohort)
+    plan = json.loads(
+        make_plan([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", str(rules)).text
+    )
+    by_supplier = {s["supplier_mpid"]: s for s in plan["schedule"]["by_supplier"]}
+    for supplier, entry in by_supplier.items():
+        days = [e["day"] for e in plan["eligible"] if e["payload"]["supplier_mpid"] == supplier]
+        assert max(days) == entry["days"] == -(-entry["eligible"] // 50)
+        assert all(days.count(d) <= 50 for d in set(days))
+    assert plan["schedule"]["days"] == max(s["days"] for s in by_supplier.values())
+
+
+def test_plan_cli_prints_summary_json_and_writes_the_plan(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "plan",
+            "examples/landis_ioc_devices.csv",
+            "-c",
+            "ioc",
+            "-m",
+            "landis_ioc_devices",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["installations"] == summary["eligible"] + summary["excluded"] == 300
+    assert load_plan(out)["summary"]["eligible"] == summary["eligible"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_plan_date_after_the_window_is_refused() -> None:
+    import datetime as dt
+
+    with pytest.raises(ConfigError, match="after the cohort's window"):
+        make_plan(
+            [Path("examples/landis_ioc_devices.csv")],
+            "landis_ioc_devices",
+            "ioc",
+            as_of=dt.date(2030, 1, 1),
+        )
+
+
+def test_load_plan_refuses_what_is_not_a_plan(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{"plan_version": 99}')
+    with pytest.raises(ConfigError, match="not a plan of version 1"):
+        load_plan(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable plan"):
+        load_plan(path)
