@@ -161,8 +161,5 @@ def plan(
         mappings_dir=mappings_dir,
         cohorts_dir=cohorts_dir,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(f".{out.name}.tmp")
-    scratch.write_text(made.text, encoding="utf-8")
-    scratch.replace(out)
+    made.write(out)
     return PlanRun(made.summary, out)

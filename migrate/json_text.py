@@ -20,21 +20,32 @@ def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+# Bytes that a JSON string literal cannot hold as they are: quote, backslash, controls.
+_NEEDS_ESCAPE = np.zeros(256, dtype=bool)
+_NEEDS_ESCAPE[:0x20] = True
+_NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
+
+
+def _needs_escaping(values: pa.Array) -> bool:
+    """Whether any value holds a byte that must be escaped: one pass over the bytes."""
+    data = values.buffers()[2]
+    return data is not None and bool(_NEEDS_ESCAPE[np.frombuffer(data, dtype=np.uint8)].any())
+
+
 def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Each value as a JSON string literal, or null. Backslash and quote are escaped in
-    bulk; the rare value holding a control character goes through json.dumps."""
+    """Each value as a JSON string literal, or null. Identifiers seldom hold a quote or a
+    control character, so the bytes are checked first and only the rows that need it are
+    escaped (through json.dumps, which knows every rule)."""
     values = _as_array(values).cast(pa.string())
-    escaped = pc.replace_substring(values, "\\", "\\\\")
-    escaped = pc.replace_substring(escaped, '"', '\\"')
-    quoted = pc.binary_join_element_wise('"', escaped, '"', "")
-    control = pc.fill_null(pc.match_substring_regex(values, r"[\x00-\x1f]"), False)
-    if pc.any(control).as_py():
-        rows = np.flatnonzero(control.to_numpy(zero_copy_only=False))
-        slow = [json.dumps(v, ensure_ascii=False) for v in values.take(pa.array(rows)).to_pylist()]
-        mask = np.zeros(len(values), dtype=bool)
-        mask[rows] = True
-        replacement = pa.array(slow, pa.string())
-        quoted = pc.replace_with_mask(quoted, pa.array(mask), replacement)
+    quoted = pc.binary_join_element_wise('"', values, '"', "")
+    if _needs_escaping(values):
+        risky = pc.fill_null(pc.match_substring_regex(values, r'["\\\x00-\x1f]'), False)
+        rows = np.flatnonzero(risky.to_numpy(zero_copy_only=False))
+        if len(rows):
+            escaped = [
+                json.dumps(v, ensure_ascii=False) for v in values.take(pa.array(rows)).to_pylist()
+            ]
+            quoted = pc.replace_with_mask(quoted, risky, pa.array(escaped, pa.string()))
     return pc.fill_null(quoted, NULL)
 
 
@@ -60,12 +71,25 @@ def objects(fields: dict[str, pa.Array]) -> pa.Array:
 
 def grouped(items: pa.Array, groups: np.ndarray, count: int) -> pa.Array:
     """A JSON array per group (0..count-1) of the encoded items whose group it is, in the
-    items' order; [] for a group with none."""
-    order = np.argsort(groups, kind="stable")
-    per = np.bincount(groups, minlength=count)
-    offsets = np.concatenate([[0], np.cumsum(per)]).astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), _as_array(items).take(pa.array(order)))
-    return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
+    items' order; [] for a group with none.
+
+    The items, each with a comma before it, lie back to back in one buffer once sorted by
+    group; each group's array is then a slice of it, given by new offsets, not a join.
+    """
+    items = _as_array(items)
+    if len(groups) > 1 and np.any(groups[1:] < groups[:-1]):
+        items = items.take(pa.array(np.argsort(groups, kind="stable")))
+    leading = pc.binary_join_element_wise(",", items, "")
+    leading = leading.cast(pa.large_string())
+    offsets = np.frombuffer(leading.buffers()[1], dtype=np.int64)[
+        leading.offset : leading.offset + len(leading) + 1
+    ]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))])
+    runs = pa.LargeStringArray.from_buffers(
+        count, pa.py_buffer(offsets[bounds].copy()), leading.buffers()[2]
+    )
+    inner = pc.utf8_slice_codeunits(runs, start=1).cast(pa.string())
+    return pc.binary_join_element_wise("[", inner, "]", "")
 
 
 def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -77,21 +101,29 @@ def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
 
 
-def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> str:
-    """A JSON document: the head's keys (Python values), then named arrays of fragments,
-    one fragment per line so that a diff of two plans reads line by line."""
-    lines = ["{"]
+def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes | pa.Buffer]:
+    """A JSON document as byte chunks: the head's keys (Python values), then named arrays of
+    fragments, one fragment per line so that two documents diff line by line. The arrays
+    are joined by Arrow, not by Python strings."""
+    chunks: list[bytes | pa.Buffer] = [b"{\n"]
     for key, value in head.items():
-        lines.append(f"{json.dumps(key)}: {json.dumps(value, sort_keys=True, ensure_ascii=False)},")
+        line = f"{json.dumps(key)}: {json.dumps(value, sort_keys=True, ensure_ascii=False)},\n"
+        chunks.append(line.encode())
     names = list(arrays)
     for index, name in enumerate(names):
-        fragments = arrays[name].to_pylist()
-        closing = "]" if index == len(names) - 1 else "],"
-        if fragments:
-            lines.append(f"{json.dumps(name)}: [")
-            lines.append(",\n".join(fragments))
-            lines.append(closing)
-        else:
-            lines.append(f"{json.dumps(name)}: [{closing}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        closing = b"]\n" if index == len(names) - 1 else b"],\n"
+        fragments = _as_array(arrays[name]).cast(pa.large_string())
+        if len(fragments) == 0:
+            chunks.append(f"{json.dumps(name)}: [".encode() + closing)
+            continue
+        chunks.append(f"{json.dumps(name)}: [\n".encode())
+        separated = pc.binary_join_element_wise(
+            fragments, pa.scalar(",\n", pa.large_string()), pa.scalar("", pa.large_string())
+        )
+        offsets = np.frombuffer(separated.buffers()[1], dtype=np.int64)
+        start = int(offsets[separated.offset])
+        stop = int(offsets[separated.offset + len(separated)]) - 2  # no comma after the last
+        chunks.append(separated.buffers()[2].slice(start, stop - start))
+        chunks.append(b"\n" + closing)
+    chunks.append(b"}\n")
+    return chunks

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,12 @@ def file_digest(path: Path) -> str:
 
 
 def input_record(path: Path) -> dict[str, object]:
-    """What a plan remembers of an input: where it was and what it held."""
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_digest(path)}
+    """What a plan remembers of an input: where it was (relative to the working folder when
+    below it, so that a plan reads the same in any checkout) and what it held."""
+    shown = Path(os.path.relpath(path.resolve()))
+    if shown.parts[:1] == ("..",):
+        shown = path.resolve()
+    return {"path": str(shown), "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,20 @@ class PlanSummary:
 @dataclass(frozen=True)
 class Plan:
     summary: PlanSummary
-    text: str
+    chunks: list[bytes | pa.Buffer]
+
+    def write(self, path: Path) -> None:
+        """Written whole to a temporary file beside `path`, then moved into place."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{path.name}.tmp")
+        with scratch.open("wb") as handle:
+            for chunk in self.chunks:
+                handle.write(memoryview(chunk))
+        scratch.replace(path)
+
+    @property
+    def text(self) -> str:
+        return b"".join(bytes(chunk) for chunk in self.chunks).decode("utf-8")
 
 
 def schedule(
@@ -127,10 +145,26 @@ def schedule(
 
 def _sha256_each(texts: pa.Array) -> pa.Array:
     """SHA-256 of each text. There is no vectorised SHA-256 in Arrow or numpy; this is the
-    one loop over installations, in C but for the call."""
+    one loop over installations, fed slices of the Arrow buffer without copying them."""
+    texts = texts.cast(pa.large_string())
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[
+        texts.offset : texts.offset + len(texts) + 1
+    ].tolist()
+    data = memoryview(texts.buffers()[2]) if texts.buffers()[2] is not None else memoryview(b"")
+    sha256 = hashlib.sha256
     return pa.array(
-        [hashlib.sha256(t.encode()).hexdigest() for t in texts.to_pylist()], pa.string()
+        [sha256(data[a:b]).hexdigest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
+        pa.string(),
     )
+
+
+def _interleave(items: list[pa.Array], separator: str) -> list[pa.Array | str]:
+    joined: list[pa.Array | str] = []
+    for index, item in enumerate(items):
+        if index:
+            joined.append(separator)
+        joined.append(item)
+    return joined
 
 
 def _devices_json(devices: pa.Table, installations: pa.Table) -> pa.Array:
@@ -153,8 +187,12 @@ def _devices_json(devices: pa.Table, installations: pa.Table) -> pa.Array:
         sort_keys=[("code", "ascending"), ("device_type", "ascending"), ("device_id", "ascending")],
     )
     devices = devices.take(order)
-    items = json_text.objects(
-        {name: json_text.strings(devices.column(name)) for name in DEVICE_FIELDS}
+    # Arrays, not objects: a million devices repeat their field names a million times.
+    items = pc.binary_join_element_wise(
+        "[",
+        *_interleave([json_text.strings(devices.column(name)) for name in DEVICE_FIELDS], ","),
+        "]",
+        "",
     )
     return json_text.grouped(
         items,
@@ -304,11 +342,12 @@ def make_plan(
         "mapping": {"name": mapping_path.stem, **input_record(mapping_path)},
         "extracts": [input_record(Path(p)) for p in extracts],
         "as_of": start.isoformat(),
+        "device_fields": list(DEVICE_FIELDS),
         "ingest": ingest_summary,
         "summary": {**summary.as_dict(), "eligible_devices": device_count},
         "schedule": timetable,
     }
-    text = json_text.document(
+    chunks = json_text.document(
         head,
         {
             "eligible": eligible,
@@ -316,7 +355,7 @@ def make_plan(
             "quarantine": _quarantine_json(ingested),
         },
     )
-    return Plan(summary, text)
+    return Plan(summary, chunks)
 
 
 def load_plan(path: Path) -> dict[str, object]:
