@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from itertools import pairwise
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def _sha256_each(texts: pa.Array) -> pa.Array:
     data = memoryview(texts.buffers()[2]) if texts.buffers()[2] is not None else memoryview(b"")
     sha256 = hashlib.sha256
     return pa.array(
-        [sha256(data[a:b]).hexdigest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
+        [sha256(data[a:b]).hexdigest() for a, b in pairwise(offsets)],
         pa.string(),
     )
 
