@@ -12,9 +12,9 @@ import datetime as dt
 import hashlib
 import json
 import os
-from itertools import pairwise
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
