@@ -1,7 +1,7 @@
 """The `migrate` command: parses arguments, calls migrate.api, renders, sets the exit code.
 
 Exit codes: 0 clean; 1 the data has problems (rows quarantined); 2 usage, configuration or
-unreadable input.
+unreadable input; 3 an internal error (a bug).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from migrate import api
@@ -24,6 +25,7 @@ from migrate.logs import configure
 EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 app = typer.Typer(
     name="migrate",
@@ -71,7 +73,8 @@ def _setup(
 
 
 def _fail(error: MigrateError) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    # The message is printed as text: a column named `Serial [MSN]` is not markup.
+    stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -333,7 +336,20 @@ def sim_extract(
 
 
 def main() -> None:
-    app()
+    """The console script. A bug shows as one line and exit code 3, never mistaken for
+    exit code 1 (rows quarantined); --log-level DEBUG shows the traceback. Usage errors and
+    exits pass through typer as SystemExit, which this does not catch."""
+    try:
+        app()
+    except Exception as error:
+        if "DEBUG" in sys.argv:
+            raise
+        stderr.print(
+            f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}"
+            " (a bug: rerun with --log-level DEBUG for the traceback, and report it)",
+            highlight=False,
+        )
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

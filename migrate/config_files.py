@@ -14,24 +14,31 @@ from pydantic import BaseModel, ValidationError
 from migrate.errors import ConfigError
 
 
-def bundled_dir(kind: str, explicit: Path | None, from_env: str | None) -> Path:
-    """The first of: the explicit directory, the environment's, ./<kind>, the bundled copy.
-
-    The bundled copies ship inside the package so that an installed toolkit works anywhere.
-    """
+def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
+    """Where files of a kind are looked for, in order: the explicit folder, the
+    environment's, ./<kind>, and the copies bundled with the package (so that an installed
+    toolkit works anywhere, and a local folder adds to the shipped files, not hides them)."""
+    folders = []
     for candidate in (explicit, Path(from_env) if from_env else None):
         if candidate is not None:
             if not candidate.is_dir():
                 raise ConfigError(candidate, f"no such {kind} directory")
-            return candidate
+            folders.append(candidate)
     local = Path.cwd() / kind
     if local.is_dir():
-        return local
+        folders.append(local)
     bundled = Path(str(resources.files("migrate") / "bundled" / kind))
-    if bundled.is_dir():
-        return bundled
     # An editable install runs from the source tree, where the files sit beside the package.
-    return Path(str(resources.files("migrate"))).parent / kind
+    source = Path(str(resources.files("migrate"))).parent / kind
+    for shipped in (bundled, source):
+        if shipped.is_dir():
+            folders.append(shipped)
+            break
+    unique: list[Path] = []
+    for folder in folders:
+        if not any(folder.resolve() == seen.resolve() for seen in unique):
+            unique.append(folder)
+    return unique
 
 
 def load_yaml(path: Path) -> Any:
@@ -77,25 +84,36 @@ class ConfigKind(Generic[M]):
         self.env = env
         self.model = model
 
+    def folders(self, explicit: Path | None = None) -> list[Path]:
+        return search_path(self.folder, explicit, os.environ.get(self.env))
+
     def directory(self, explicit: Path | None = None) -> Path:
-        """The explicit folder, then the environment's, then ./<folder>, then the bundled."""
-        return bundled_dir(self.folder, explicit, os.environ.get(self.env))
+        """The first folder searched: where files of this kind are written."""
+        folders = self.folders(explicit)
+        if not folders:
+            raise ConfigError(None, f"no {self.folder} folder found", key=self.noun)
+        return folders[0]
 
     def available(self, directory: Path | None = None) -> list[str]:
-        return sorted(path.stem for path in self.directory(directory).glob("*.yaml"))
+        """Every name found on the search path (an earlier folder's file wins)."""
+        return sorted(
+            {path.stem for folder in self.folders(directory) for path in folder.glob("*.yaml")}
+        )
 
     def resolve(self, name: str, directory: Path | None = None) -> Path:
-        """A file is named (landis_ioc_devices) or given as a path."""
+        """A file is named (landis_ioc_devices), found along the search path, or given as a
+        path."""
         as_path = Path(name)
         if as_path.suffix in {".yaml", ".yml"}:
             if not as_path.is_file():
                 raise ConfigError(as_path, f"no such {self.noun} file")
             return as_path
-        path = self.directory(directory) / f"{name}.yaml"
-        if not path.is_file():
-            known = ", ".join(self.available(directory)) or "none"
-            raise ConfigError(None, f"unknown {self.noun} {name!r} (known: {known})", key=self.noun)
-        return path
+        for folder in self.folders(directory):
+            path = folder / f"{name}.yaml"
+            if path.is_file():
+                return path
+        known = ", ".join(self.available(directory)) or "none"
+        raise ConfigError(None, f"unknown {self.noun} {name!r} (known: {known})", key=self.noun)
 
     def load_file(self, path: Path) -> M:
         try:

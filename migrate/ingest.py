@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from migrate.dedup import find_duplicates, row_hashes, row_text
 from migrate.extract import UnreadableRow, open_extract
 from migrate.installations import (
+    ROW_FIELDS,
     build_installations,
     conflicting_rows,
     installation_codes,
@@ -38,6 +39,7 @@ from migrate.model import (
     DUPLICATE_SCHEMA,
     ROW_ISSUE_SCHEMA,
     RowReason,
+    RowWarning,
 )
 from migrate.normalise import (
     DEVICES_SCHEMA,
@@ -97,7 +99,6 @@ class _Collected:
     issues: list[pa.Table] = field(default_factory=list)
     texts: list[pa.Array] = field(default_factory=list)
     hashes: list[np.ndarray] = field(default_factory=list)
-    unreadable: list[tuple[int, UnreadableRow]] = field(default_factory=list)
     blank_rows: int = 0
     trailer_rows: int = 0
     records: int = 0
@@ -143,7 +144,7 @@ def _read_file(mapping: Mapping, path: Path, collected: _Collected) -> None:
     )
     file_index = len(collected.names)
     collected.names.append(str(path))
-    log.info("ingest.file.open", file=str(path), columns=len(reader.columns))
+    log.info("ingest.file.open", file=str(path), columns=len(reader.columns), **reader.described())
     started = time.perf_counter()
     parts: list[NormalisedBatch] = []
     base = collected.records
@@ -169,7 +170,7 @@ def _read_file(mapping: Mapping, path: Path, collected: _Collected) -> None:
     collected.rows.append(rows)
     collected.devices.append(placed([p.devices for p in parts], DEVICES_SCHEMA))
     collected.issues.append(placed([p.issues for p in parts], ISSUE_SCHEMA))
-    collected.unreadable.extend((file_index, row) for row in reader.account.unreadable)
+    _add_unreadable(collected, reader.account.unreadable, file_index, mapping, reader.columns)
     collected.blank_rows += reader.account.blank_rows
     collected.trailer_rows += reader.account.trailer_rows
     log.info(
@@ -179,6 +180,51 @@ def _read_file(mapping: Mapping, path: Path, collected: _Collected) -> None:
         unreadable=len(reader.account.unreadable),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _add_unreadable(
+    collected: _Collected,
+    unreadable: list[UnreadableRow],
+    file_index: int,
+    mapping: Mapping,
+    columns: list[str],
+) -> None:
+    """Rows the reader could not split are rows all the same: quarantined as RAGGED_ROW,
+    and counted against their installation (taken from the key's place) so that it shows
+    as incomplete. Their text never leaves memory: it may hold customers' names."""
+    if not unreadable:
+        return
+    count = len(unreadable)
+    where = columns.index(mapping.installation.key)
+    keys = [
+        (row.cells[where].strip() or None) if len(row.cells) > where else None for row in unreadable
+    ]
+    ids = pa.array(range(collected.records, collected.records + count), pa.int64())
+    collected.records += count
+    placed = {
+        "row": ids,
+        "file": pa.array([file_index] * count, pa.int32()),
+        "source_row": pa.array([row.row for row in unreadable], pa.int64()),
+    }
+    rows = {"installation_id": pa.array(keys, pa.string())}
+    rows.update({f.name: pa.nulls(count, f.type) for f in ROW_FIELDS})
+    collected.rows.append(pa.table({**rows, **placed}).select(collected.rows[-1].column_names))
+    collected.issues.append(
+        pa.table(
+            {
+                "installation_id": pa.array(keys, pa.string()),
+                "column": pa.nulls(count, pa.string()),
+                "value": pa.array([row.detail for row in unreadable], pa.string()),
+                "reason": pa.repeat(pa.scalar(RowReason.RAGGED_ROW.value), count),
+                "severity": pa.repeat(pa.scalar("error"), count),
+                **placed,
+            }
+        ).select(collected.issues[-1].column_names)
+    )
+    # Texts that repeat nothing: an unreadable row is never called a duplicate.
+    marks = pa.array([f"\x00unreadable\x00{file_index}:{row.row}" for row in unreadable])
+    collected.texts.append(marks)
+    collected.hashes.append(row_hashes(marks))
 
 
 def _positions(collected: _Collected, rows: pa.Table) -> np.ndarray:
@@ -262,20 +308,25 @@ def ingest(
     )
     device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
-    quarantine = _row_issues(pa.concat_tables([errors, _unreadable(collected)]), file_names)
+    quarantine = _row_issues(errors, file_names)
     warnings = _row_issues(
-        issues.filter(pc.equal(issues.column("severity"), "warning")), file_names
+        pa.concat_tables(
+            [
+                issues.filter(pc.equal(issues.column("severity"), "warning")),
+                _repeated_devices(devices).select(issues.column_names),
+            ]
+        ),
+        file_names,
     )
     duplicates = _duplicate_table(rows, duplicate, original, file_names)
 
-    unreadable = len(collected.unreadable)
     accepted_count = int(accepted.sum())
     summary = IngestSummary(
         mapping=mapping.name,
         files=list(collected.names),
-        rows_read=n + unreadable,
+        rows_read=n,
         rows_accepted=accepted_count,
-        rows_quarantined=int((counted & rejected).sum()) + unreadable,
+        rows_quarantined=int((counted & rejected).sum()),
         duplicates=len(duplicate),
         blank_rows=collected.blank_rows,
         trailer_rows=collected.trailer_rows,
@@ -301,21 +352,23 @@ def ingest(
     )
 
 
-def _unreadable(collected: _Collected) -> pa.Table:
-    """Rows the reader could not split: quarantined by their row, without their text."""
-    found = collected.unreadable
-    count = len(found)
+def _repeated_devices(devices: pa.Table) -> pa.Table:
+    """Accepted devices whose id is listed more than once: a warning here, since a device
+    cannot hang off two hubs; validation excludes every installation involved."""
+    ids = pc.dictionary_encode(devices.column("device_id").combine_chunks())
+    codes = ids.indices.to_numpy(zero_copy_only=False)
+    repeated = (np.bincount(codes, minlength=len(ids.dictionary)) > 1)[codes]
+    hit = devices.filter(pa.array(repeated))
     return pa.table(
         {
-            "installation_id": pa.nulls(count, pa.string()),
-            "column": pa.nulls(count, pa.string()),
-            "value": pa.array([row.detail for _, row in found], pa.string()),
-            "reason": pa.repeat(pa.scalar(RowReason.RAGGED_ROW.value), count),
-            "severity": pa.repeat(pa.scalar("error"), count),
-            # After every parsed row, so that sorting by row keeps file order within a file.
-            "row": pa.array([collected.records + i for i in range(count)], pa.int64()),
-            "file": pa.array([file for file, _ in found], pa.int32()),
-            "source_row": pa.array([row.row for _, row in found], pa.int64()),
+            "installation_id": hit.column("installation_id"),
+            "column": pa.repeat(pa.scalar("(device_id)"), hit.num_rows),
+            "value": hit.column("device_id"),
+            "reason": pa.repeat(pa.scalar(RowWarning.DUPLICATE_DEVICE_ID.value), hit.num_rows),
+            "severity": pa.repeat(pa.scalar("warning"), hit.num_rows),
+            "row": hit.column("row"),
+            "file": hit.column("file"),
+            "source_row": hit.column("source_row"),
         }
     )
 

@@ -83,20 +83,24 @@ def take_or_null(column: pa.ChunkedArray | pa.Array, positions: np.ndarray) -> p
 def conflicting_rows(
     rows: pa.Table, codes: np.ndarray, accepted: np.ndarray, count: int
 ) -> list[tuple[str, np.ndarray]]:
-    """Per field, the accepted rows whose value differs from their installation's first."""
+    """Per field, every accepted row of an installation whose rows disagree on it. Which
+    row is right cannot be told, so none is believed: the installation is incomplete."""
     found = []
     for name in CONFLICT_FIELDS:
         column = rows.column(name)
         if column.null_count == len(column):
             continue
         has_value = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        eligible = np.flatnonzero(accepted & has_value & (codes >= 0))
-        first = first_positions(codes, eligible, count)
+        eligible = accepted & has_value & (codes >= 0)
+        first = first_positions(codes, np.flatnonzero(eligible), count)
         reference = take_or_null(column, first[np.maximum(codes, 0)])
         differs = pc.fill_null(pc.not_equal(column, reference), False)
-        positions = np.flatnonzero(differs.to_numpy(zero_copy_only=False) & accepted)
-        if len(positions):
-            found.append((name, positions))
+        split = differs.to_numpy(zero_copy_only=False) & eligible
+        if not split.any():
+            continue
+        disputed = np.zeros(count, dtype=bool)
+        disputed[codes[split]] = True
+        found.append((name, np.flatnonzero(eligible & disputed[np.maximum(codes, 0)])))
     return found
 
 

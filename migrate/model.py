@@ -56,6 +56,7 @@ class RowWarning(StrEnum):
 
     MPRN_CHECK_DIGIT = "MPRN_CHECK_DIGIT"
     MSN_FORMAT = "MSN_FORMAT"
+    DUPLICATE_DEVICE_ID = "DUPLICATE_DEVICE_ID"  # the same device under two rows
 
 
 # Where every canonical row came from: the file and the row as a person finds it there

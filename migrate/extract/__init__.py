@@ -56,6 +56,7 @@ def open_extract(
     if not path.is_file():
         raise InputError(path, "no such file")
     kind = format_of(path, format)
+    _check_signature(path, kind)
     if kind == "delimited":
         return DelimitedReader(
             path,
@@ -68,3 +69,19 @@ def open_extract(
     if kind == "excel":
         return ExcelReader(path, required, sheet=sheet, header_row=header_row, trailer=trailer)
     return ParquetReader(path, required)
+
+
+# The first bytes of binary formats: a mapping for text given one of these is the wrong one.
+SIGNATURES = {
+    b"PK\x03\x04": "an Excel workbook (or another zip file)",
+    b"\xd0\xcf\x11\xe0": "a legacy Excel workbook",
+    b"PAR1": "a Parquet file",
+}
+
+
+def _check_signature(path: Path, kind: str) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for signature, what in SIGNATURES.items():
+        if head.startswith(signature) and kind == "delimited":
+            raise InputError(path, f"is {what}, but the mapping reads delimited text")

@@ -17,11 +17,13 @@ from migrate.errors import InputError
 class UnreadableRow:
     """A row the reader had to skip (wrong number of fields): quarantined as RAGGED_ROW.
 
-    detail never holds the row's text: free-text columns may carry customers' names.
+    detail never holds the row's text: free-text columns may carry customers' names. The
+    cells are kept in memory only, so that the row can be tied to its installation.
     """
 
     row: int
     detail: str
+    cells: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,6 +48,11 @@ class ExtractReader(Protocol):
     columns: list[str]
     account: ReadAccount
 
+    def described(self) -> dict[str, object]:
+        """What the reader found or was told (format, encoding, delimiter, header row), for
+        the log: `auto` settings are only trusted once a person can see what they chose."""
+        ...
+
     def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]: ...
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray: ...
@@ -68,7 +75,8 @@ def match_header(
             return index, unique_names(path, names, required)
         if best is None or len(present & wanted) > len(set(best[1]) & wanted):
             best = (index, [n.casefold() for n in names])
-    missing = sorted(wanted - set(best[1] if best else []))
+    found = set(best[1] if best else [])
+    missing = [name.strip() for name in required if name.strip().casefold() not in found]
     raise InputError(
         path,
         f"required columns missing: {', '.join(missing)} "

@@ -150,7 +150,22 @@ class DelimitedReader:
         self.account = ReadAccount()
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty")
-        self.encoding = detect_encoding(path) if encoding == "auto" else encoding
+        if encoding == "auto":
+            self.encoding = detect_encoding(path)
+        else:
+            self.encoding = encoding
+            failure = (
+                _undefined_in_cp1252(path)
+                if codecs.lookup(encoding).name == "cp1252"
+                else _decodes(path, encoding)
+            )
+            if failure is not None:
+                raise InputError(
+                    path,
+                    f"does not decode as {encoding}, the mapping's encoding (undecodable byte "
+                    f"at offset {failure[0]}); check the file or set `encoding: auto`",
+                    row=failure[1],
+                )
         self._trailer = re.compile(trailer) if trailer else None
         self._block_bytes = block_bytes
         lines = _sample_lines(path, self.encoding)
@@ -168,6 +183,14 @@ class DelimitedReader:
         self._skipped_positions = np.empty(0, dtype=np.int64)
         # Records whose quoted fields hold line breaks: their ordinals and extra lines.
         self._multiline: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def described(self) -> dict[str, object]:
+        return {
+            "format": "delimited",
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "header_row": self._header_index + 1,
+        }
 
     def _find_header(
         self,
@@ -320,10 +343,12 @@ class DelimitedReader:
         else:
             found = self._find_lines_in_text(first_data_line)
         for line_number, text in zip(found, self._unreadable_text, strict=False):
-            fields = len(next(csv.reader([text], delimiter=self.delimiter), []))
+            cells = tuple(next(csv.reader([text], delimiter=self.delimiter), []))
             self.account.unreadable.append(
                 UnreadableRow(
-                    line_number, f"{fields} fields where the header has {len(self.columns)}"
+                    line_number,
+                    f"{len(cells)} fields where the header has {len(self.columns)}",
+                    cells,
                 )
             )
         # A skipped record spanning lines cannot be found by its text: kept, at row 0.

@@ -89,6 +89,13 @@ class ExcelReader:
         self._first_data_row = header_index + 2
         self._skip = header_index + 1
 
+    def described(self) -> dict[str, object]:
+        return {
+            "format": "excel",
+            "sheet": self._sheet.name,
+            "header_row": self._first_data_row - 1,
+        }
+
     def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         width = len(self.columns)
         rows = islice(self._sheet.iter_rows(), self._skip, None)

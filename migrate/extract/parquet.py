@@ -86,6 +86,9 @@ class ParquetReader:
         self._source_names = names
         self._emitted = 0
 
+    def described(self) -> dict[str, object]:
+        return {"format": "parquet", "row_groups": self._file.num_row_groups}
+
     def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         try:
             for batch in self._file.iter_batches(batch_size=self._batch_rows):

@@ -268,7 +268,7 @@ def test_required_column_missing_names_it(tmp_path: Path) -> None:
         DelimitedReader(path, ["MPAN", "Serial", "Install Date"])
 
     assert caught.value.path == str(path)
-    assert "required columns missing: install date" in caught.value.problem
+    assert "required columns missing: Install Date" in caught.value.problem
     assert "mpan" not in caught.value.problem.split("(")[0]
 
 
@@ -282,7 +282,7 @@ def test_required_column_missing_in_a_non_comma_file_names_only_the_missing_one(
         DelimitedReader(path, ["MPAN", "Serial", "Install Date"])
 
     problem = caught.value.problem
-    assert problem.startswith("required columns missing: install date ("), problem
+    assert problem.startswith("required columns missing: Install Date ("), problem
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"], ids=["comma", "semi"])

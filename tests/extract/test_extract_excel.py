@@ -434,7 +434,7 @@ def test_required_column_missing_or_repeated_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         ExcelReader(missing, REQUIRED)
     assert caught.value.path == str(missing)
-    assert caught.value.problem.startswith("required columns missing: electricity mpan (")
+    assert caught.value.problem.startswith("required columns missing: Electricity MPAN (")
 
     with pytest.raises(InputError) as caught:
         ExcelReader(twice, REQUIRED)

@@ -128,3 +128,14 @@ def test_the_name_must_match_the_file(tmp_path: Path) -> None:
 def test_an_unknown_mapping_lists_the_known_ones(mappings_dir: Path) -> None:
     with pytest.raises(ConfigError, match="known: edmi_foc_estate, landis_ioc_devices"):
         load_mapping("nope", mappings_dir)
+
+
+def test_a_local_mappings_folder_adds_to_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mappings").mkdir()
+    _write(tmp_path / "mappings", GOOD.format(name="vendor"))
+    monkeypatch.chdir(tmp_path)
+    assert load_mapping("vendor").name == "vendor"
+    assert load_mapping("landis_ioc_devices").name == "landis_ioc_devices"
+    assert {"vendor", *SHIPPED} <= set(available_mappings())
