@@ -20,7 +20,8 @@ from migrate.errors import ConfigError
 from migrate.ingest import Ingested, IngestSummary, write_outputs
 from migrate.ingest import ingest as ingest_extracts
 from migrate.mapping import Mapping, available_mappings, load_mapping
-from migrate.plan import Plan, PlanSummary, make_plan
+from migrate.plan import Plan, PlanSummary, load_plan, make_plan
+from migrate.report.dry_run import build_report, dump_report, render_html, write_csvs
 from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Ingested",
     "PlanRun",
     "RehearsalRun",
+    "ReportRun",
     "check_cohorts",
     "check_mappings",
     "generate_extract",
@@ -39,6 +41,7 @@ __all__ = [
     "list_mappings",
     "plan",
     "rehearse",
+    "report",
 ]
 
 
@@ -163,3 +166,38 @@ def plan(
     )
     made.write(out)
     return PlanRun(made.summary, out)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    report: dict[str, object]
+    written: list[Path]
+
+
+def report(
+    plan_path: Path,
+    *,
+    html: Path | None = None,
+    csv_dir: Path | None = None,
+    json_path: Path | None = None,
+) -> ReportRun:
+    """`migrate report`: the dry-run report of a plan, as HTML, CSV tables and JSON."""
+    built = build_report(load_plan(plan_path))
+    written: list[Path] = []
+    if html is not None:
+        _write_text(html, render_html(built))
+        written.append(html)
+    if csv_dir is not None:
+        written.extend(write_csvs(built, csv_dir))
+    if json_path is not None:
+        _write_text(json_path, dump_report(built))
+        written.append(json_path)
+    return ReportRun(built, written)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Whole or not at all: a half-written report would be read as the real one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(text, encoding="utf-8")
+    scratch.replace(path)

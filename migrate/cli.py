@@ -218,6 +218,32 @@ def plan(
         stdout.print(f"plan written to {run.path}", highlight=False)
 
 
+@app.command()
+def report(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan from `migrate plan`.")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the report as one HTML page.")
+    ] = None,
+    csv_dir: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write every table of the report as CSV to this folder."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the report's JSON model to this file.")
+    ] = None,
+) -> None:
+    """The dry-run report of a plan: totals, reasons, combinations, suppliers, schedule."""
+    if html is None and csv_dir is None and json_file is None:
+        stderr.print("[bold red]error:[/] give --html, --csv or --json", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        run = api.report(plan_file, html=html, csv_dir=csv_dir, json_path=json_file)
+    except MigrateError as error:
+        _fail(error)
+    for path in run.written:
+        stdout.print(f"wrote {path}", highlight=False)
+
+
 @cohort_app.command("list")
 def cohort_list(cohorts_dir: CohortsDir = None) -> None:
     """List the cohorts, with their SMSOs, modes, capacity and combinations."""

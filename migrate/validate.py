@@ -96,6 +96,17 @@ class _Reasons:
         current = self.masks.get(reason)
         self.masks[reason] = mask if current is None else current | mask
 
+    def unless(self, cause: InstallationReason, artefacts: tuple[InstallationReason, ...]) -> None:
+        """Drop reasons that `cause` may have produced: an installation with a quarantined
+        row lacks that row's device or value, so a missing hub, an unlisted set or an unknown
+        mode or SMSO says nothing more than that."""
+        mask = self.masks.get(cause)
+        if mask is None:
+            return
+        for reason in artefacts:
+            if reason in self.masks:
+                self.masks[reason] = self.masks[reason] & ~mask
+
     def flag_codes(self, reason: InstallationReason, codes: np.ndarray) -> None:
         self.flag(reason, np.bincount(codes[codes >= 0], minlength=self.count) > 0)
 
@@ -181,6 +192,10 @@ def validate(
     ):
         device_level |= reasons.masks.get(reason, np.zeros(count, dtype=bool))
     reasons.flag(R.COMBINATION_NOT_LISTED, ~matched & ~device_level)
+    reasons.unless(
+        R.DATA_INVALID,
+        (R.NO_COMMS_HUB, R.COMBINATION_NOT_LISTED, R.MODE_UNKNOWN, R.WRONG_SMSO),
+    )
     lists, eligible = reasons.lists()
     combination_ids = pa.array([c.id for c in combinations], pa.string()).take(match)
     table = (

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +302,7 @@ def build_report(plan: Mapping[str, Any]) -> dict[str, Any]:
 
 def dump_report(report: Mapping[str, Any]) -> str:
     """The report as JSON text: sorted keys, so the same report is the same bytes."""
-    return json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(report, sort_keys=True, indent=2) + "\n"
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -337,6 +337,10 @@ def _environment() -> jinja2.Environment:
 
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "–"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _date(value: object) -> dt.date | None:
@@ -389,7 +393,7 @@ def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
                 f"{row['device_type']} {row['manufacturer']} {row['model']} "
                 f"fw {row['firmware_version']}",
                 (row["devices"],),
-                note=f"in {row['installations']:,} inst.",
+                note=f"in {_plural(row['installations'], 'installation')}",
             )
             for row in report["firmware_upgrades"]
         ],
@@ -408,7 +412,8 @@ def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
                 svg.Span(
                     row["supplier_mpid"],
                     row["days"],
-                    note=f"{row['days']:,} d, {row['eligible']:,} inst., ends {row['finish']}",
+                    note=f"{_plural(row['days'], 'day')} · {row['eligible']:,} inst. · "
+                    f"to {row['finish']}",
                 )
                 for row in schedule["by_supplier"]
             ],
@@ -444,6 +449,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         script=Markup(script),
         style=Markup(style),
         csp=csp,
+        no_devices=NO_DEVICES,
     )
 
 
@@ -495,24 +501,24 @@ CSV_TABLES: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("reason", _STRING),
     ),
 }
-_CSV_ROWS: dict[str, Callable[[Mapping[str, Any]], Iterable[Mapping[str, Any]]]] = {
-    "schedule": lambda report: report["schedule"]["by_supplier"],
-}
 
 
-def _table(
-    rows: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, pa.DataType], ...]
-) -> pa.Table:
-    rows = list(rows)
+def _csv_rows(report: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """The rows of one CSV: the schedule's are its per-supplier lines."""
+    return report["schedule"]["by_supplier"] if name == "schedule" else report[name]
+
+
+def _cell(value: object, kind: pa.DataType) -> object:
+    """A value as its column's type: text as text, a count only when it is one."""
+    if kind == _INT:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return None if value is None else _text(value)
+
+
+def _table(rows: list[Mapping[str, Any]], columns: tuple[tuple[str, pa.DataType], ...]) -> pa.Table:
     return pa.table(
         {
-            name: pa.array(
-                [
-                    row.get(name) if kind == _INT or row.get(name) is None else _text(row.get(name))
-                    for row in rows
-                ],
-                kind,
-            )
+            name: pa.array([_cell(row.get(name), kind) for row in rows], kind)
             for name, kind in columns
         }
     )
@@ -524,7 +530,7 @@ def write_csvs(report: Mapping[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, columns in CSV_TABLES.items():
-        rows = _CSV_ROWS.get(name, lambda report, name=name: report[name])(report)
+        rows = _csv_rows(report, name)
         path = directory / f"{name}.csv"
         handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".csv", dir=directory)
         os.close(handle)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-# Rough widths (in em) of 12px sans-serif characters, generous so that labels never clip:
-# capitals and digits are wider than the average, which matters for MPIDs and reason codes.
-NARROW = frozenset("iljtfrI.,:;'!|() -")
+# Rough widths (in em) of sans-serif characters, taken from DejaVu Sans (the widest of the
+# usual defaults) so that labels never clip: capitals, digits and symbols such as < = > are
+# wider than lowercase letters, which matters for MPIDs, reason codes and hostile values.
+NARROW = frozenset("iljtfrI.,:;'!|()[] -/")
+SYMBOLS = frozenset("<>=+~^#&*")
 WIDE = frozenset("MWmw@%")
 FONT_SIZE = 12
 ROW_HEIGHT = 24
@@ -44,29 +46,37 @@ class Bar:
     note: str = ""
 
 
+def _char_em(char: str) -> float:
+    if char in NARROW:
+        return 0.40
+    if char in WIDE:
+        return 1.0
+    if char in SYMBOLS:
+        return 0.86
+    if char.isupper():
+        return 0.78
+    if char.isdigit():
+        return 0.66
+    return 0.64
+
+
 def text_width(text: str) -> float:
     """An upper estimate of the drawn width of 12px text: there is no font metrics at render
     time, and an overestimate only costs white space where an underestimate clips."""
-    em = 0.0
-    for char in text:
-        if char in NARROW:
-            em += 0.36
-        elif char in WIDE:
-            em += 0.92
-        elif char.isupper() or char.isdigit() or char == "_":
-            em += 0.70
-        else:
-            em += 0.58
-    return em * FONT_SIZE
+    return sum(_char_em(char) for char in text) * FONT_SIZE
 
 
 def _fit(label: str, width: float) -> str:
     """The label, cut with an ellipsis to fit; the full text stays in the SVG <title>."""
     if text_width(label) <= width:
         return label
-    while label and text_width(label + "…") > width:
-        label = label[:-1]
-    return label.rstrip() + "…"
+    room = width - text_width("…")
+    used = 0.0
+    for index, char in enumerate(label):
+        used += _char_em(char) * FONT_SIZE
+        if used > room:
+            return label[:index].rstrip() + "…"
+    return label
 
 
 def _number(value: float) -> str:
@@ -76,8 +86,10 @@ def _number(value: float) -> str:
 
 
 def _frame(chart_id: str, title: str, description: str, width: int, height: int) -> list[str]:
+    """The opening of a chart for inline use in HTML (where <svg> needs no xmlns): a role,
+    a title and a description for screen readers."""
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
+        f'<svg class="chart" id="{escape(chart_id)}" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{escape(chart_id)}-title {escape(chart_id)}-desc">',
         f'<title id="{escape(chart_id)}-title">{escape(title)}</title>',
@@ -206,13 +218,29 @@ def timeline_chart(
     rows_height = max(len(spans), 1) * ROW_HEIGHT
     height = int(top + rows_height + 34)
     parts = _frame(chart_id, title, description, width, height)
+    axis_y = top + rows_height + 4
+    if window_end is not None:
+        # Drawn first, under the bars and their notes, so that it never hides a figure.
+        window_day = (window_end - start).days + 1
+        if 0 < window_day < axis_days:
+            x = plot_left + plot_width * window_day / axis_days
+            parts.append(
+                f'<line class="window" x1="{_number(x)}" y1="{top}" x2="{_number(x)}" '
+                f'y2="{axis_y}"><title>window ends {escape(window_end.isoformat())}</title>'
+                "</line>"
+            )
     for row, span in enumerate(spans):
         y = top + row * ROW_HEIGHT
         middle = y + ROW_HEIGHT / 2
         finish = start + dt.timedelta(days=max(span.days - 1, 0))
+        when = (
+            f"{span.days:,} day{'' if span.days == 1 else 's'}, {start.isoformat()} to "
+            f"{finish.isoformat()}"
+            if span.days
+            else "nothing to schedule"
+        )
         parts.append(
-            f'<g class="bar"><title>{escape(span.label)}: {span.days:,} day(s), '
-            f"{escape(start.isoformat())} to {escape(finish.isoformat())}"
+            f'<g class="bar"><title>{escape(span.label)}: {escape(when)}'
             f"{'; ' + escape(span.note) if span.note else ''}</title>"
         )
         parts.append(
@@ -231,7 +259,6 @@ def timeline_chart(
             f'y="{_number(middle + 4)}">{escape(span.note)}</text>'
         )
         parts.append("</g>")
-    axis_y = top + rows_height + 4
     end = start + dt.timedelta(days=axis_days - 1)
     parts += [
         f'<line class="axis" x1="{_number(plot_left)}" y1="{top}" x2="{_number(plot_left)}" '
@@ -246,14 +273,5 @@ def timeline_chart(
             f'<text class="tick" x="{_number(plot_left + plot_width)}" y="{axis_y + 16}" '
             f'text-anchor="end">{escape(end.isoformat())}</text>'
         )
-    if window_end is not None:
-        window_day = (window_end - start).days + 1
-        if 0 < window_day < axis_days:
-            x = plot_left + plot_width * window_day / axis_days
-            parts += [
-                f'<line class="window" x1="{_number(x)}" y1="{top}" x2="{_number(x)}" '
-                f'y2="{axis_y}"><title>window ends {escape(window_end.isoformat())}</title>'
-                "</line>",
-            ]
     parts.append("</svg>")
     return Markup("\n".join(parts))
