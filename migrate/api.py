@@ -31,6 +31,7 @@ __all__ = [
     "Ingested",
     "PlanRun",
     "RehearsalRun",
+    "RehearsalStep",
     "ReportRun",
     "check_cohorts",
     "check_mappings",
@@ -76,6 +77,8 @@ class _RehearsalExtract(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
     mapping: str
+    # The cohort this extract rehearses; none for a file read only for reconciliation.
+    cohort: str | None = None
 
 
 class _Rehearsal(BaseModel):
@@ -84,32 +87,64 @@ class _Rehearsal(BaseModel):
 
 
 @dataclass(frozen=True)
+class RehearsalStep:
+    """One extract of the rehearsal: its ingest, and its plan and report where it has a
+    cohort."""
+
+    extract: str
+    ingest: IngestRun
+    plan: PlanRun | None = None
+    report: ReportRun | None = None
+
+
+@dataclass(frozen=True)
 class RehearsalRun:
-    runs: list[tuple[str, IngestRun]]
+    steps: list[RehearsalStep]
 
 
 def rehearse(
-    examples_dir: Path, out_dir: Path, *, mappings_dir: Path | None = None
+    examples_dir: Path,
+    out_dir: Path,
+    *,
+    mappings_dir: Path | None = None,
+    cohorts_dir: Path | None = None,
 ) -> RehearsalRun:
-    """The sample cohort end to end, as far as the pipeline goes: each extract ingested."""
+    """The sample cohort end to end, as far as the pipeline goes: each extract ingested,
+    then planned against its cohort and reported as a dry run."""
     manifest = examples_dir / "rehearsal.yaml"
     if not manifest.is_file():
         raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
     try:
-        plan = _Rehearsal.model_validate(load_yaml(manifest))
+        rehearsal = _Rehearsal.model_validate(load_yaml(manifest))
     except ValidationError as error:
         key, problem = validation_problem(error)
         raise ConfigError(manifest, problem, key=key) from None
-    runs = []
-    for item in plan.extracts:
-        run = ingest(
-            [examples_dir / item.path],
-            item.mapping,
-            out_dir / "ingest" / item.mapping,
-            mappings_dir=mappings_dir,
+    steps = []
+    for item in rehearsal.extracts:
+        extract = examples_dir / item.path
+        ingested = ingest(
+            [extract], item.mapping, out_dir / "ingest" / item.mapping, mappings_dir=mappings_dir
         )
-        runs.append((item.path, run))
-    return RehearsalRun(runs)
+        if item.cohort is None:
+            steps.append(RehearsalStep(item.path, ingested))
+            continue
+        folder = out_dir / item.cohort
+        planned = plan(
+            [extract],
+            item.mapping,
+            item.cohort,
+            folder / "plan.json",
+            mappings_dir=mappings_dir,
+            cohorts_dir=cohorts_dir,
+        )
+        reported = report(
+            planned.path,
+            html=folder / "dry-run.html",
+            csv_dir=folder / "csv",
+            json_path=folder / "dry-run.json",
+        )
+        steps.append(RehearsalStep(item.path, ingested, planned, reported))
+    return RehearsalRun(steps)
 
 
 def generate_extract(

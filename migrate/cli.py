@@ -21,6 +21,7 @@ from migrate import api
 from migrate.errors import MigrateError
 from migrate.ingest import IngestSummary
 from migrate.logs import configure
+from migrate.plan import PlanSummary
 
 EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
@@ -148,22 +149,50 @@ def rehearse(
     json_output: JsonFlag = False,
     mappings_dir: MappingsDir = None,
 ) -> None:
-    """Run the sample cohort rehearsal on the bundled example extracts."""
+    """Run the sample cohort rehearsal on the bundled example extracts: ingest each, then
+    plan it against its cohort and write the dry-run report."""
     try:
         rehearsal = api.rehearse(examples, out, mappings_dir=mappings_dir)
     except MigrateError as error:
         _fail(error)
-    summaries = [run.summary for _, run in rehearsal.runs]
+    summaries = [step.ingest.summary for step in rehearsal.steps]
     if json_output:
-        document = {name: run.summary.as_dict() for name, run in rehearsal.runs}
+        document = {
+            step.extract: {
+                "ingest": step.ingest.summary.as_dict(),
+                "plan": step.plan.summary.as_dict() if step.plan else None,
+            }
+            for step in rehearsal.steps
+        }
         print(json.dumps(document, sort_keys=True))
     else:
-        for name, run in rehearsal.runs:
-            stdout.print(_summary_table(f"{name} ({run.summary.mapping})", run.summary))
+        for step in rehearsal.steps:
+            stdout.print(
+                _summary_table(
+                    f"{step.extract} ({step.ingest.summary.mapping})", step.ingest.summary
+                )
+            )
+            if step.plan is not None:
+                stdout.print(_plan_table(step.plan.summary))
+                written = ", ".join(str(p) for p in step.report.written[:1]) if step.report else ""
+                stdout.print(f"plan {step.plan.path}; dry-run report {written}", highlight=False)
             stdout.print()
         stdout.print(f"outputs in {out}/", highlight=False)
     # Quarantined rows are the sample data's planted defects: finding them is success.
     raise typer.Exit(EXIT_CLEAN if all(s.balanced for s in summaries) else EXIT_DATA_PROBLEMS)
+
+
+def _plan_table(summary: PlanSummary) -> Table:
+    table = Table(title=f"plan ({summary.cohort})", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("installations", f"{summary.installations:,}")
+    table.add_row("eligible", f"{summary.eligible:,}")
+    table.add_row("excluded", f"{summary.excluded:,}")
+    for reason, count in summary.excluded_by_reason.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("days at capacity", f"{summary.days:,}")
+    return table
 
 
 @app.command()
@@ -205,16 +234,7 @@ def plan(
     if json_output:
         print(json.dumps(summary.as_dict(), sort_keys=True))
     else:
-        table = Table(title=f"plan ({summary.cohort})", show_header=False, title_justify="left")
-        table.add_column("what")
-        table.add_column("count", justify="right")
-        table.add_row("installations", f"{summary.installations:,}")
-        table.add_row("eligible", f"{summary.eligible:,}")
-        table.add_row("excluded", f"{summary.excluded:,}")
-        for reason, count in summary.excluded_by_reason.items():
-            table.add_row(f"  {reason}", f"{count:,}")
-        table.add_row("days at capacity", f"{summary.days:,}")
-        stdout.print(table)
+        stdout.print(_plan_table(summary))
         stdout.print(f"plan written to {run.path}", highlight=False)
 
 

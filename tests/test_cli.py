@@ -114,8 +114,49 @@ def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) ->
         "edmi_foc_estate.xlsx",
         "warehouse_estate_firmware.parquet",
     }
-    assert all(run["balanced"] for run in runs.values())
-    assert (tmp_path / "r" / "ingest" / "edmi_foc_estate" / "installations.parquet").is_file()
+    assert all(run["ingest"]["balanced"] for run in runs.values())
+    assert runs["warehouse_estate_firmware.parquet"]["plan"] is None
+    out = tmp_path / "r"
+    assert (out / "ingest" / "edmi_foc_estate" / "installations.parquet").is_file()
+    for cohort, extract in (
+        ("ioc", "landis_ioc_devices.csv"),
+        ("moc", "secure_moc_installations.csv"),
+        ("foc", "edmi_foc_estate.xlsx"),
+    ):
+        plan = runs[extract]["plan"]
+        assert (
+            plan["cohort"] == cohort
+            and plan["eligible"] + plan["excluded"] == plan["installations"]
+        )
+        assert (out / cohort / "plan.json").is_file()
+        assert "<svg" in (out / cohort / "dry-run.html").read_text()
+        assert (out / cohort / "csv" / "excluded.csv").is_file()
+
+
+def test_report_needs_an_output_and_renders_a_plan(tmp_path: Path, examples: Path) -> None:
+    plan = tmp_path / "plan.json"
+    made = runner.invoke(
+        app,
+        [
+            "plan",
+            str(examples / "secure_moc_installations.csv"),
+            "-c",
+            "moc",
+            "-m",
+            "secure_moc_installations",
+            "-o",
+            str(plan),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(app, ["report", str(plan)]).exit_code == 2
+    result = runner.invoke(app, ["report", str(plan), "--html", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert "Dry-run report" in (tmp_path / "r.html").read_text()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    failed = runner.invoke(app, ["report", str(broken), "--html", str(tmp_path / "x.html")])
+    assert failed.exit_code == 2 and "not a readable plan" in failed.stderr
 
 
 def test_sim_extract_writes_a_generated_estate(tmp_path: Path) -> None:
