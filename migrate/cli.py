@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -388,8 +389,8 @@ def main() -> None:
     try:
         app()
     except Exception as error:
-        if "DEBUG" in sys.argv:
-            raise
+        if any(arg.upper().endswith("DEBUG") for arg in sys.argv):
+            traceback.print_exc()
         stderr.print(
             f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}"
             " (a bug: rerun with --log-level DEBUG for the traceback, and report it)",

@@ -285,7 +285,7 @@ def ingest(
 
     codes, keys = installation_codes(rows.column("installation_id"))
     conflicts = conflicting_rows(rows, codes, counted & ~rejected, len(keys))
-    for name, positions in conflicts:
+    for name, positions, _ in conflicts:
         rejected[positions] = True
         issues = pa.concat_tables(
             [issues, _issue_rows(positions, name, rows, f"({name})").select(issues.column_names)]
@@ -305,6 +305,7 @@ def ingest(
         devices=devices,
         device_codes=device_codes,
         file_names=file_names,
+        disputed={name: disputed for name, _, disputed in conflicts},
     )
     device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))

@@ -82,9 +82,10 @@ def take_or_null(column: pa.ChunkedArray | pa.Array, positions: np.ndarray) -> p
 
 def conflicting_rows(
     rows: pa.Table, codes: np.ndarray, accepted: np.ndarray, count: int
-) -> list[tuple[str, np.ndarray]]:
-    """Per field, every accepted row of an installation whose rows disagree on it. Which
-    row is right cannot be told, so none is believed: the installation is incomplete."""
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Per field, every accepted row of an installation whose rows disagree on it, and the
+    installations in dispute. Which row is right cannot be told, so none is believed: the
+    installation is incomplete, and its value for the field is left empty."""
     found = []
     for name in CONFLICT_FIELDS:
         column = rows.column(name)
@@ -100,7 +101,7 @@ def conflicting_rows(
             continue
         disputed = np.zeros(count, dtype=bool)
         disputed[codes[split]] = True
-        found.append((name, np.flatnonzero(eligible & disputed[np.maximum(codes, 0)])))
+        found.append((name, np.flatnonzero(eligible & disputed[np.maximum(codes, 0)]), disputed))
     return found
 
 
@@ -114,6 +115,7 @@ def build_installations(
     devices: pa.Table,
     device_codes: np.ndarray,
     file_names: pa.Array,
+    disputed: dict[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """One row per installation key among the counted rows.
 
@@ -132,9 +134,10 @@ def build_installations(
     for field in ROW_FIELDS:
         column = rows.column(field.name)
         has_value = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        columns[field.name] = take_or_null(
-            column, first_positions(codes, preferred[has_value[preferred]], count)
-        )
+        chosen = first_positions(codes, preferred[has_value[preferred]], count)
+        if disputed and field.name in disputed:
+            chosen[disputed[field.name]] = -1
+        columns[field.name] = take_or_null(column, chosen)
     kinds = _device_kinds(devices.column("device_type"))
     mpxn = devices.column("mpxn").combine_chunks()
     has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False)

@@ -148,6 +148,7 @@ def test_rows_of_one_installation_that_disagree_are_quarantined(
     ]
     installation = result.installations.to_pylist()[0]
     assert installation["quarantined_rows"] == 3 and installation["devices"] == 0
+    assert installation["mode"] is None  # disputed: no row's value is believed
 
 
 def test_installation_takes_mpan_and_mprn_from_its_meters(

@@ -93,6 +93,8 @@ def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
                 decoder.decode(chunk)
             except UnicodeDecodeError as error:
                 return offset + error.start, lines + chunk.count(b"\n", 0, error.start)
+            except UnicodeError:  # e.g. UTF-16 without its byte order mark
+                return offset, lines
             offset += len(chunk)
             lines += chunk.count(b"\n")
     try:

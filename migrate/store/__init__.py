@@ -1,0 +1,1 @@
+"""The staging store: SQLAlchemy Core tables, schema versions, bulk staging, request states."""

@@ -1,0 +1,111 @@
+"""Where the store lives and whether its schema is current.
+
+SQLite (a file in the working folder, WAL mode) for one engineer; PostgreSQL (psycopg 3) for
+production and for several workers at once. The schema is versioned by Alembic; a store at an
+older version is refused with the command that upgrades it, never used half-migrated.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from migrate.errors import ConfigError
+
+ENV_URL = "MIGRATE_DATABASE_URL"
+DEFAULT_URL = "sqlite:///migrate.db"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """--db, then $MIGRATE_DATABASE_URL, then a SQLite file in the working folder."""
+    return explicit or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable database URL)"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = database_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise ConfigError(None, f"not a database URL: {error}", key="db") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):  # type: ignore[no-untyped-def]
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in {"", "psycopg2"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(str(resources.files("migrate.store"))) / "migrations")
+    )
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as error:
+        raise ConfigError(
+            None, f"cannot reach the store at {shown(str(engine.url))}: {error.orig}", key="db"
+        ) from None
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest version; returns (from, to)."""
+    before = current_revision(engine)
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return before, head_revision()
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse a store that is missing or behind, naming the command that fixes it."""
+    current = current_revision(engine)
+    head = head_revision()
+    where = shown(str(engine.url))
+    if current is None:
+        raise ConfigError(None, f"no store at {where} yet: run `migrate db upgrade`", key="db")
+    if current != head:
+        raise ConfigError(
+            None,
+            f"the store at {where} is at schema version {current}, this toolkit needs {head}: "
+            "run `migrate db upgrade`",
+            key="db",
+        )
