@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from migrate.audit import Verification, to_jsonl
+from migrate.audit.key import audit_key
 from migrate.cohort import CohortRules
 from migrate.cohort.cpl import CohortChange, plan_import, write_import
 from migrate.cohort.loader import COHORTS
@@ -23,6 +25,12 @@ from migrate.mapping import Mapping, available_mappings, load_mapping
 from migrate.plan import Plan, PlanSummary, load_plan, make_plan
 from migrate.report.dry_run import build_report, dump_report, render_html, write_csvs
 from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract
+from migrate.store import audit_log
+from migrate.store.engine import make_engine, require_current, shown
+from migrate.store.engine import upgrade as upgrade_schema
+from migrate.store.progress import StateCount, batch_status
+from migrate.store.staging import StageResult
+from migrate.store.staging import stage as stage_plan
 
 __all__ = [
     "CohortChange",
@@ -33,8 +41,15 @@ __all__ = [
     "RehearsalRun",
     "RehearsalStep",
     "ReportRun",
+    "StageResult",
+    "StateCount",
+    "UpgradeRun",
+    "Verification",
+    "audit_export",
+    "audit_verify",
     "check_cohorts",
     "check_mappings",
+    "db_upgrade",
     "generate_extract",
     "import_cpl",
     "ingest",
@@ -43,6 +58,8 @@ __all__ = [
     "plan",
     "rehearse",
     "report",
+    "stage",
+    "status",
 ]
 
 
@@ -236,3 +253,62 @@ def _write_text(path: Path, text: str) -> None:
     scratch = path.with_name(f".{path.name}.tmp")
     scratch.write_text(text, encoding="utf-8")
     scratch.replace(path)
+
+
+@dataclass(frozen=True)
+class UpgradeRun:
+    database: str
+    before: str | None
+    after: str
+
+
+def db_upgrade(db: str | None = None) -> UpgradeRun:
+    """`migrate db upgrade`: bring the store's schema to this toolkit's version."""
+    engine = make_engine(db)
+    before, after = upgrade_schema(engine)
+    return UpgradeRun(shown(str(engine.url)), before, after)
+
+
+def stage(
+    plan_path: Path,
+    *,
+    batch: str | None = None,
+    db: str | None = None,
+    actor: str | None = None,
+) -> StageResult:
+    """`migrate stage`: the plan's eligible installations as STAGED requests, audited."""
+    return stage_plan(
+        make_engine(db),
+        plan_path,
+        batch=batch,
+        actor=actor or audit_log.default_actor(),
+        key=audit_key(),
+    )
+
+
+def status(batch: str | None = None, *, db: str | None = None) -> list[StateCount]:
+    """`migrate status`: requests by batch, state and reason."""
+    return batch_status(make_engine(db), batch)
+
+
+def audit_verify(db: str | None = None) -> Verification:
+    """`migrate audit verify`: the whole log against its chain, MACs and kept head."""
+    engine = make_engine(db)
+    require_current(engine)
+    with engine.connect() as connection:
+        return audit_log.verify_log(connection, audit_key())
+
+
+def audit_export(out: Path, db: str | None = None) -> int:
+    """`migrate audit export --jsonl`: every record as a JSON line; returns the count."""
+    engine = make_engine(db)
+    require_current(engine)
+    count = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(f".{out.name}.tmp")
+    with engine.connect() as connection, scratch.open("w", encoding="utf-8") as handle:
+        for line in to_jsonl(audit_log.records(connection)):
+            handle.write(line + "\n")
+            count += 1
+    scratch.replace(out)
+    return count

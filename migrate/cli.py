@@ -6,6 +6,7 @@ unreadable input; 3 an internal error (a bug).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -41,6 +42,10 @@ sim_app = typer.Typer(help="The DCC simulator and synthetic estates.", no_args_i
 cohort_app = typer.Typer(
     help="Cohort rule files: list, check, import the CPL.", no_args_is_help=True
 )
+db_app = typer.Typer(help="The staging store: schema versions.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log: verify it, export it.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 app.add_typer(mapping_app, name="mapping")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(sim_app, name="sim")
@@ -62,6 +67,14 @@ CohortsDir = Annotated[
         "--cohorts-dir",
         help="Folder of cohort rule files (default: $MIGRATE_COHORTS_DIR, ./cohorts, bundled).",
         file_okay=False,
+    ),
+]
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Store URL (default: $MIGRATE_DATABASE_URL, else sqlite:///migrate.db).",
+        show_default=False,
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
@@ -263,6 +276,104 @@ def report(
         _fail(error)
     for path in run.written:
         stdout.print(f"wrote {path}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbUrl = None) -> None:
+    """Create the store, or bring its schema to this toolkit's version."""
+    try:
+        run = api.db_upgrade(db)
+    except MigrateError as error:
+        _fail(error)
+    if run.before == run.after:
+        stdout.print(f"{run.database}: already at schema version {run.after}", highlight=False)
+    else:
+        stdout.print(
+            f"{run.database}: schema {run.before or '(new)'} -> {run.after}", highlight=False
+        )
+
+
+@app.command()
+def stage(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan from `migrate plan`.")],
+    batch: Annotated[
+        str | None, typer.Option(help="Batch name (default: cohort and the plan's hash).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is staging, for the audit log (default: OS user).")
+    ] = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+) -> None:
+    """Stage a plan: its eligible installations become STAGED requests, audited."""
+    try:
+        result = api.stage(plan_file, batch=batch, db=db, actor=actor)
+    except MigrateError as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps(dataclasses.asdict(result), sort_keys=True))
+    elif result.staged == 0:
+        stdout.print(
+            f"batch {result.batch}: nothing to stage, all {result.requests:,} requests "
+            "were staged already",
+            highlight=False,
+        )
+    else:
+        stdout.print(
+            f"batch {result.batch}: staged {result.staged:,} requests ({result.devices:,} "
+            f"devices); {result.already:,} were staged already; audit head {result.audit_head}",
+            highlight=False,
+        )
+
+
+@app.command()
+def status(
+    batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+) -> None:
+    """Requests by batch, state and reason."""
+    try:
+        counts = api.status(batch, db=db)
+    except MigrateError as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps([dataclasses.asdict(c) for c in counts], sort_keys=True))
+        return
+    table = Table("batch", "state", "reason", "requests")
+    for count in counts:
+        table.add_row(count.batch, count.state, count.reason or "", f"{count.requests:,}")
+    stdout.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbUrl = None) -> None:
+    """Check the audit log: the first bad record is named; exit 1 if the log was altered."""
+    try:
+        result = api.audit_verify(db)
+    except MigrateError as error:
+        _fail(error)
+    if result.ok:
+        stdout.print(
+            f"audit log verifies: {result.count:,} records, head {result.head_hash}",
+            highlight=False,
+        )
+        return
+    stderr.print(f"[bold red]audit log does not verify:[/] {escape(result.problem or '')}")
+    raise typer.Exit(EXIT_DATA_PROBLEMS)
+
+
+@audit_app.command("export")
+def audit_export(
+    jsonl: Annotated[Path, typer.Option("--jsonl", help="The JSON Lines file to write.")],
+    db: DbUrl = None,
+) -> None:
+    """Export every audit record, hash and MAC included, one JSON object a line."""
+    try:
+        count = api.audit_export(jsonl, db)
+    except MigrateError as error:
+        _fail(error)
+    stdout.print(f"wrote {count:,} records to {jsonl}", highlight=False)
 
 
 @cohort_app.command("list")

@@ -49,11 +49,18 @@ def make_engine(url: str | None = None) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _record):  # type: ignore[no-untyped-def]
+            # The driver's own transaction handling is off: BEGIN IMMEDIATE below takes the
+            # write lock at the start, so two writers queue instead of deadlocking.
+            connection.isolation_level = None
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in {"", "psycopg2"}:

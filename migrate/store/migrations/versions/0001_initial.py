@@ -115,12 +115,15 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.Column("mac", sa.String(64)),
     )
-    op.create_table(
+    head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    # The one head row exists from the start, so that writers can lock it (an empty log's
+    # head is the genesis hash).
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(AUDIT_APPEND_ONLY)
 

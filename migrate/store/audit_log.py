@@ -1,0 +1,117 @@
+"""The audit log in the store: records appended in the caller's transaction, chained to the
+head kept in audit_head, which is locked while a writer appends so that two workers cannot
+both extend the chain from the same record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+
+from sqlalchemy import Connection, insert, select, update
+
+from migrate.audit import AuditRecord, Verification, seal_many, verify
+from migrate.errors import ConfigError
+from migrate.store.schema import audit, audit_head
+
+HEAD_ROW = 1
+FETCH_ROWS = 10_000
+
+
+def default_actor() -> str:
+    """The operating-system user, when no --actor is given."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lock_head(connection: Connection) -> tuple[int, str]:
+    """The head, locked for this transaction (PostgreSQL: the row; SQLite: the database,
+    which a writing transaction holds anyway)."""
+    query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    found = connection.execute(query).first()
+    if found is None:
+        raise ConfigError(
+            None,
+            "the store has no audit head row: was it created by `migrate db upgrade`?",
+            key="db",
+        )
+    return int(found.seq), str(found.hash)
+
+
+def append(
+    connection: Connection,
+    events: Sequence[Mapping[str, object]],
+    *,
+    actor: str,
+    command: str,
+    inputs: Mapping[str, str],
+    key: bytes | None,
+) -> int:
+    """Append one record per event (batch, installation_id, idempotency_key, from_state,
+    to_state, reason), sealed and chained, in the caller's transaction. Returns the new
+    head's sequence number."""
+    if not events:
+        return _lock_head(connection)[0]
+    seq, prev_hash = _lock_head(connection)
+    at = now()
+    rows = [
+        {
+            "seq": seq + offset,
+            "at": at,
+            "actor": actor,
+            "command": command,
+            "batch": event.get("batch"),
+            "installation_id": event.get("installation_id"),
+            "idempotency_key": event.get("idempotency_key"),
+            "from_state": event.get("from_state"),
+            "to_state": event.get("to_state"),
+            "reason": event.get("reason"),
+            "inputs": dict(inputs),
+        }
+        for offset, event in enumerate(events, start=1)
+    ]
+    sealed = seal_many(rows, prev_hash, key)
+    stored = [{**asdict(record), "inputs": _inputs_text(record.inputs)} for record in sealed]
+    connection.execute(insert(audit), stored)
+    head = sealed[-1]
+    connection.execute(
+        update(audit_head).where(audit_head.c.id == HEAD_ROW).values(seq=head.seq, hash=head.hash)
+    )
+    return head.seq
+
+
+def _inputs_text(inputs: Mapping[str, str]) -> str:
+    return json.dumps(dict(inputs), sort_keys=True, separators=(",", ":"))
+
+
+def records(connection: Connection) -> Iterator[AuditRecord]:
+    """Every record, in sequence order, streamed."""
+    result = connection.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(
+        select(audit).order_by(audit.c.seq)
+    )
+    for row in result:
+        values = row._asdict()
+        values["inputs"] = json.loads(values["inputs"])
+        yield AuditRecord(**values)
+
+
+def head(connection: Connection) -> tuple[int, str] | None:
+    found = connection.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW)
+    ).first()
+    return None if found is None else (int(found.seq), str(found.hash))
+
+
+def verify_log(connection: Connection, key: bytes | None) -> Verification:
+    """The whole log against its chain, its MACs (with a key) and the head kept apart."""
+    return verify(records(connection), key=key, expected_head=head(connection))

@@ -1,0 +1,54 @@
+"""The request state machine, in one place: which transitions are legal, and the one way to
+make one, with its audit record, in the same transaction.
+
+    STAGED -> SUBMITTING -> ACCEPTED -> MIGRATED
+       |          |             +-----> FAILED (retryable or permanent)
+       |          +-- transient error: back to STAGED, attempt + 1
+       +-- WITHDRAWN (operator)                FAILED (retryable) -> STAGED (requeue)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from migrate.errors import TerminalError
+
+
+class RequestState(StrEnum):
+    STAGED = "STAGED"
+    SUBMITTING = "SUBMITTING"
+    ACCEPTED = "ACCEPTED"
+    MIGRATED = "MIGRATED"
+    FAILED = "FAILED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+S = RequestState
+# None is "no request yet": staging creates requests in STAGED.
+TRANSITIONS: dict[RequestState | None, frozenset[RequestState]] = {
+    None: frozenset({S.STAGED}),
+    S.STAGED: frozenset({S.SUBMITTING, S.WITHDRAWN}),
+    S.SUBMITTING: frozenset({S.ACCEPTED, S.STAGED, S.FAILED}),
+    S.ACCEPTED: frozenset({S.MIGRATED, S.FAILED}),
+    S.FAILED: frozenset({S.STAGED}),
+    S.MIGRATED: frozenset(),
+    S.WITHDRAWN: frozenset(),
+}
+
+
+class IllegalTransition(TerminalError):
+    """A change of state the machine does not allow: a bug or a race, never retried."""
+
+    def __init__(self, key: str | None, source: RequestState | None, target: RequestState) -> None:
+        self.key = key
+        self.source = source
+        self.target = target
+        name = source.value if source else "(none)"
+        super().__init__(f"request {key or '(new)'}: {name} -> {target.value} is not allowed")
+
+
+def check_transition(
+    source: RequestState | None, target: RequestState, key: str | None = None
+) -> None:
+    if target not in TRANSITIONS[source]:
+        raise IllegalTransition(key, source, target)

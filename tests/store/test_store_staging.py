@@ -1,0 +1,178 @@
+"""Staging, schema versions, the state machine and the audit log, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from migrate.errors import ConfigError
+from migrate.plan import make_plan
+from migrate.store import audit_log
+from migrate.store.engine import make_engine, require_current, upgrade
+from migrate.store.progress import batch_status
+from migrate.store.schema import audit, devices, installations, requests
+from migrate.store.staging import FingerprintConflict, StalePlan, stage
+from migrate.store.states import IllegalTransition, RequestState, check_transition
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    """A plan of the Secure MOC sample, made from a copy of it that a test may change."""
+    extract = tmp_path / "secure.csv"
+    shutil.copy(REPO / "examples" / "secure_moc_installations.csv", extract)
+    plan = make_plan([extract], "secure_moc_installations", "moc")
+    path = tmp_path / "plan.json"
+    plan.write(path)
+    return path
+
+
+@pytest.fixture
+def store(db_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_a_store_must_be_upgraded_before_use_and_says_how(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with pytest.raises(ConfigError, match="run `migrate db upgrade`"):
+        require_current(engine)
+    before, after = upgrade(engine)
+    assert (before, after) == (None, "0001")
+    require_current(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(ConfigError, match="at schema version 0000, this toolkit needs 0001"):
+        require_current(engine)
+    engine.dispose()
+
+
+def test_staging_a_plan_stages_every_eligible_installation_once(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = json.loads(plan_file.read_text())
+    eligible = len(plan["eligible"])
+    result = stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    assert (result.staged, result.already, result.requests) == (eligible, 0, eligible)
+    assert result.devices == plan["summary"]["eligible_devices"] == _count(store, devices)
+    assert _count(store, requests) == _count(store, installations) == eligible
+    assert [(c.batch, c.state, c.requests) for c in batch_status(store)] == [
+        ("moc-1", "STAGED", eligible)
+    ]
+    again = stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    assert (again.staged, again.already) == (0, eligible)
+    assert _count(store, requests) == eligible
+    with store.connect() as connection:
+        assert audit_log.verify_log(connection, None).ok
+        assert audit_log.head(connection) == (eligible, audit_log.head(connection)[1])
+
+
+def test_a_key_staged_with_another_fingerprint_is_refused_by_name(  # type: ignore[no-untyped-def]
+    store, plan_file: Path, tmp_path: Path
+) -> None:
+    stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    plan = json.loads(plan_file.read_text())
+    plan["eligible"][0]["fingerprint"] = "0" * 64
+    altered = tmp_path / "altered.json"
+    altered.write_text(json.dumps(plan))
+    with pytest.raises(FingerprintConflict) as caught:
+        stage(store, altered, batch="moc-2", actor="tester", key=None)
+    assert caught.value.installations == [plan["eligible"][0]["payload"]["installation_id"]]
+    assert _count(store, requests) == len(plan["eligible"])
+
+
+def test_a_plan_whose_inputs_changed_is_refused(store, plan_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    extract = tmp_path / "secure.csv"
+    extract.write_text(extract.read_text().replace("LOND", "EELC", 1))
+    with pytest.raises(StalePlan, match=r"secure.csv \(changed\)"):
+        stage(store, plan_file, actor="tester", key=None)
+    assert _count(store, requests) == 0
+
+
+def test_the_audit_log_names_the_first_altered_record(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    stage(store, plan_file, batch="moc-1", actor="tester", key=b"secret")
+    with store.connect() as connection:
+        assert audit_log.verify_log(connection, b"secret").ok
+        assert not audit_log.verify_log(connection, b"wrong").ok
+    if store.dialect.name == "postgresql":
+        for statement in ("UPDATE audit SET reason = 'x' WHERE seq = 5", "DELETE FROM audit"):
+            with pytest.raises(DBAPIError, match="append-only"), store.begin() as connection:
+                connection.execute(text(statement))
+        return
+    with store.begin() as connection:
+        connection.execute(text("UPDATE audit SET reason = 'edited' WHERE seq = 5"))
+    with store.connect() as connection:
+        result = audit_log.verify_log(connection, None)
+    assert not result.ok and result.first_bad_seq == 5
+
+
+def test_a_truncated_tail_is_caught_by_the_kept_head(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    with store.begin() as connection:
+        if store.dialect.name == "postgresql":
+            # A superuser can switch the append-only trigger off: the head still tells.
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        last = connection.execute(select(func.max(audit.c.seq))).scalar_one()
+        connection.execute(text(f"DELETE FROM audit WHERE seq = {int(last)}"))
+    with store.connect() as connection:
+        result = audit_log.verify_log(connection, None)
+    assert not result.ok and "truncated" in (result.problem or "")
+
+
+def test_two_stagers_racing_on_one_plan_leave_one_copy(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stage(store, plan_file, batch="moc-1", actor="racer", key=None)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    eligible = len(json.loads(plan_file.read_text())["eligible"])
+    assert _count(store, requests) == eligible
+    assert _count(store, audit) == eligible  # staged once, audited once
+    with store.connect() as connection:
+        assert audit_log.verify_log(connection, None).ok
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "legal"),
+    [
+        (None, RequestState.STAGED, True),
+        (RequestState.STAGED, RequestState.SUBMITTING, True),
+        (RequestState.SUBMITTING, RequestState.STAGED, True),
+        (RequestState.SUBMITTING, RequestState.ACCEPTED, True),
+        (RequestState.ACCEPTED, RequestState.MIGRATED, True),
+        (RequestState.FAILED, RequestState.STAGED, True),
+        (RequestState.STAGED, RequestState.MIGRATED, False),
+        (RequestState.MIGRATED, RequestState.STAGED, False),
+        (RequestState.WITHDRAWN, RequestState.STAGED, False),
+        (None, RequestState.SUBMITTING, False),
+    ],
+)
+def test_the_state_machine_allows_only_its_transitions(
+    source: RequestState | None, target: RequestState, legal: bool
+) -> None:
+    if legal:
+        check_transition(source, target, "k")
+    else:
+        with pytest.raises(IllegalTransition, match="is not allowed"):
+            check_transition(source, target, "k")
