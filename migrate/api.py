@@ -112,11 +112,15 @@ class RehearsalStep:
     ingest: IngestRun
     plan: PlanRun | None = None
     report: ReportRun | None = None
+    stage: StageResult | None = None
 
 
 @dataclass(frozen=True)
 class RehearsalRun:
     steps: list[RehearsalStep]
+    database: str
+    status: list[StateCount]
+    audit: Verification
 
 
 def rehearse(
@@ -127,7 +131,7 @@ def rehearse(
     cohorts_dir: Path | None = None,
 ) -> RehearsalRun:
     """The sample cohort end to end, as far as the pipeline goes: each extract ingested,
-    then planned against its cohort and reported as a dry run."""
+    planned against its cohort, reported as a dry run, and staged in a store of its own."""
     manifest = examples_dir / "rehearsal.yaml"
     if not manifest.is_file():
         raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
@@ -136,6 +140,12 @@ def rehearse(
     except ValidationError as error:
         key, problem = validation_problem(error)
         raise ConfigError(manifest, problem, key=key) from None
+    # A rehearsal starts from an empty store of its own, beside its other outputs.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("migrate.db*"):
+        old.unlink()
+    database = f"sqlite:///{out_dir / 'migrate.db'}"
+    db_upgrade(database)
     steps = []
     for item in rehearsal.extracts:
         extract = examples_dir / item.path
@@ -160,8 +170,9 @@ def rehearse(
             csv_dir=folder / "csv",
             json_path=folder / "dry-run.json",
         )
-        steps.append(RehearsalStep(item.path, ingested, planned, reported))
-    return RehearsalRun(steps)
+        staged = stage(planned.path, batch=f"rehearsal-{item.cohort}", db=database)
+        steps.append(RehearsalStep(item.path, ingested, planned, reported, staged))
+    return RehearsalRun(steps, database, status(db=database), audit_verify(database))
 
 
 def generate_extract(

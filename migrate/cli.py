@@ -175,8 +175,14 @@ def rehearse(
             step.extract: {
                 "ingest": step.ingest.summary.as_dict(),
                 "plan": step.plan.summary.as_dict() if step.plan else None,
+                "stage": dataclasses.asdict(step.stage) if step.stage else None,
             }
             for step in rehearsal.steps
+        }
+        document = {
+            "extracts": document,
+            "status": [dataclasses.asdict(count) for count in rehearsal.status],
+            "audit": {"ok": rehearsal.audit.ok, "records": rehearsal.audit.count},
         }
         print(json.dumps(document, sort_keys=True))
     else:
@@ -190,10 +196,24 @@ def rehearse(
                 stdout.print(_plan_table(step.plan.summary))
                 written = ", ".join(str(p) for p in step.report.written[:1]) if step.report else ""
                 stdout.print(f"plan {step.plan.path}; dry-run report {written}", highlight=False)
+            if step.stage is not None:
+                stdout.print(
+                    f"staged {step.stage.staged:,} requests in batch {step.stage.batch}",
+                    highlight=False,
+                )
             stdout.print()
+        table = Table("batch", "state", "requests", title=f"store {rehearsal.database}")
+        for count in rehearsal.status:
+            table.add_row(count.batch, count.state, f"{count.requests:,}")
+        stdout.print(table)
+        verdict = (
+            "verifies" if rehearsal.audit.ok else f"DOES NOT VERIFY: {rehearsal.audit.problem}"
+        )
+        stdout.print(f"audit log: {rehearsal.audit.count:,} records, {verdict}", highlight=False)
         stdout.print(f"outputs in {out}/", highlight=False)
     # Quarantined rows are the sample data's planted defects: finding them is success.
-    raise typer.Exit(EXIT_CLEAN if all(s.balanced for s in summaries) else EXIT_DATA_PROBLEMS)
+    sound = all(s.balanced for s in summaries) and rehearsal.audit.ok
+    raise typer.Exit(EXIT_CLEAN if sound else EXIT_DATA_PROBLEMS)
 
 
 def _plan_table(summary: PlanSummary) -> Table:

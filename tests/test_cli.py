@@ -107,7 +107,19 @@ def test_mapping_list_shows_the_shipped_mappings() -> None:
 def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rehearse", "--out", str(tmp_path / "r"), "--json"])
     assert result.exit_code == 0, result.output
-    runs = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    runs = document["extracts"]
+    assert document["audit"]["ok"] is True
+    staged = {c["batch"]: c["requests"] for c in document["status"]}
+    assert staged == {
+        f"rehearsal-{c}": runs[e]["plan"]["eligible"]
+        for c, e in (
+            ("ioc", "landis_ioc_devices.csv"),
+            ("moc", "secure_moc_installations.csv"),
+            ("foc", "edmi_foc_estate.xlsx"),
+        )
+    }
+    assert document["audit"]["records"] == sum(staged.values())
     assert set(runs) == {
         "landis_ioc_devices.csv",
         "secure_moc_installations.csv",

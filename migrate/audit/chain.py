@@ -223,9 +223,9 @@ def _detail(error: ValueError) -> str:
 
 def _prepare(f: Mapping[str, object], prev_hash: str) -> tuple[dict[str, object], bytes]:
     """The given fields (all but prev_hash, hash, mac) checked and normalised, as a new dict
-    with prev_hash added, and the canonical content bytes. One function, with the common
-    case tested first, since seal_many runs it 400,000 times a second; prev_hash is checked
-    by the caller."""
+    with prev_hash added, and the canonical content bytes. One function, the common case
+    tested first: seal_many runs it for every record of a batch. The caller checks prev_hash.
+    """
     values = dict(f)  # the record's own dict: cheaper than a literal of twelve keys
     try:
         if len(values) != len(_GIVEN):
@@ -336,7 +336,7 @@ _set = object.__setattr__
 
 def _record(values: dict[str, object]) -> AuditRecord:
     """A record from its checked fields, without the frozen dataclass's 14 guarded
-    attribute writes (a third of seal_many's time). `values` holds exactly FIELDS."""
+    attribute writes (nearly 2 µs a record; this takes 0.25). `values` holds exactly FIELDS."""
     record = _new(AuditRecord)
     _set(record, "__dict__", values)
     return record
@@ -360,7 +360,7 @@ def seal_many(
     prev_hash = _hex64(prev_hash, "prev_hash", None)
     mac = None if key is None else _Mac(key)
     # Each record is two new tracked objects, none in a cycle: the collector's passes over
-    # them would cost 40% of the time and reclaim nothing. Another thread meanwhile only
+    # them would cost over a third of the time and reclaim nothing. Another thread meanwhile only
     # sees its collection come late; the previous setting is restored.
     collecting = gc.isenabled()
     gc.disable()
