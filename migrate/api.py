@@ -9,42 +9,33 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from migrate.audit import Verification, to_jsonl
-from migrate.audit.key import audit_key
-from migrate.cohort import CohortRules
-from migrate.cohort.cpl import CohortChange, plan_import, write_import
-from migrate.cohort.loader import COHORTS
 from migrate.config_files import load_yaml, validation_problem
 from migrate.errors import ConfigError
-from migrate.ingest import Ingested, IngestSummary, write_outputs
-from migrate.ingest import ingest as ingest_extracts
-from migrate.mapping import Mapping, available_mappings, load_mapping
-from migrate.plan import Plan, PlanSummary, load_plan, make_plan
-from migrate.report.dry_run import build_report, dump_report, render_html, write_csvs
-from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract
-from migrate.store import audit_log
-from migrate.store.engine import make_engine, require_current, shown
-from migrate.store.engine import upgrade as upgrade_schema
-from migrate.store.progress import StateCount, batch_status
-from migrate.store.staging import StageResult
-from migrate.store.staging import stage as stage_plan
+
+# Each command imports what it needs when it runs: `migrate ingest` should not pay for
+# SQLAlchemy, Alembic and Jinja at start-up, nor `migrate stage` for the Excel reader.
+if TYPE_CHECKING:
+    from migrate.audit import Verification
+    from migrate.cohort import CohortRules
+    from migrate.cohort.cpl import CohortChange
+    from migrate.ingest import IngestSummary
+    from migrate.mapping import Mapping
+    from migrate.plan import PlanSummary
+    from migrate.sim.extract_generator import GeneratedExtract
+    from migrate.store.progress import StateCount
+    from migrate.store.staging import StageResult
 
 __all__ = [
-    "CohortChange",
     "IngestRun",
-    "IngestSummary",
-    "Ingested",
     "PlanRun",
     "RehearsalRun",
     "RehearsalStep",
     "ReportRun",
-    "StageResult",
-    "StateCount",
     "UpgradeRun",
-    "Verification",
     "audit_export",
     "audit_verify",
     "check_cohorts",
@@ -77,16 +68,23 @@ def ingest(
     mappings_dir: Path | None = None,
 ) -> IngestRun:
     """`migrate ingest`: canonical devices, installations, quarantine and duplicates on disk."""
+    from migrate.ingest import ingest as ingest_extracts
+    from migrate.ingest import write_outputs
+
     ingested = ingest_extracts(extracts, mapping, mappings_dir=mappings_dir)
     return IngestRun(ingested.summary, write_outputs(ingested, out_dir))
 
 
 def list_mappings(mappings_dir: Path | None = None) -> list[Mapping]:
+    from migrate.mapping import available_mappings, load_mapping
+
     return [load_mapping(name, mappings_dir) for name in available_mappings(mappings_dir)]
 
 
 def check_mappings(names: Sequence[str], mappings_dir: Path | None = None) -> list[Mapping]:
     """Load each mapping against the schema; the first problem raises ConfigError."""
+    from migrate.mapping import load_mapping
+
     return [load_mapping(name, mappings_dir) for name in names]
 
 
@@ -179,15 +177,21 @@ def generate_extract(
     path: Path, devices: int, *, seed: int = 0, defect_rate: float = 0.0
 ) -> GeneratedExtract:
     """`migrate sim extract`: a synthetic Landis+Gyr-format estate of any size."""
+    from migrate.sim.extract_generator import generate_long_extract
+
     return generate_long_extract(path, devices, seed=seed, defect_rate=defect_rate)
 
 
 def list_cohorts(cohorts_dir: Path | None = None) -> list[CohortRules]:
+    from migrate.cohort.loader import COHORTS
+
     return [COHORTS.load(name, cohorts_dir) for name in COHORTS.available(cohorts_dir)]
 
 
 def check_cohorts(names: Sequence[str], cohorts_dir: Path | None = None) -> list[CohortRules]:
     """Load each cohort rule file against the schema; the first problem raises ConfigError."""
+    from migrate.cohort.loader import COHORTS
+
     return [COHORTS.load(name, cohorts_dir) for name in names]
 
 
@@ -196,6 +200,8 @@ def import_cpl(
 ) -> list[CohortChange]:
     """`migrate cohort import-cpl`: what the CPL changes in each rule file; written unless
     `check`, and only once every changed file has passed the schema."""
+    from migrate.cohort.cpl import plan_import, write_import
+
     changes = plan_import(cpl, cohorts_dir)
     if not check:
         write_import(changes)
@@ -219,7 +225,9 @@ def plan(
     cohorts_dir: Path | None = None,
 ) -> PlanRun:
     """`migrate plan`: the dry run, written whole to `out`; no store is touched."""
-    made: Plan = make_plan(
+    from migrate.plan import make_plan
+
+    made = make_plan(
         extracts,
         mapping,
         cohort,
@@ -245,6 +253,9 @@ def report(
     json_path: Path | None = None,
 ) -> ReportRun:
     """`migrate report`: the dry-run report of a plan, as HTML, CSV tables and JSON."""
+    from migrate.plan import load_plan
+    from migrate.report.dry_run import build_report, dump_report, render_html, write_csvs
+
     built = build_report(load_plan(plan_path))
     written: list[Path] = []
     if html is not None:
@@ -275,6 +286,9 @@ class UpgradeRun:
 
 def db_upgrade(db: str | None = None) -> UpgradeRun:
     """`migrate db upgrade`: bring the store's schema to this toolkit's version."""
+    from migrate.store.engine import make_engine, shown
+    from migrate.store.engine import upgrade as upgrade_schema
+
     engine = make_engine(db)
     before, after = upgrade_schema(engine)
     return UpgradeRun(shown(str(engine.url)), before, after)
@@ -288,6 +302,11 @@ def stage(
     actor: str | None = None,
 ) -> StageResult:
     """`migrate stage`: the plan's eligible installations as STAGED requests, audited."""
+    from migrate.audit.key import audit_key
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine
+    from migrate.store.staging import stage as stage_plan
+
     return stage_plan(
         make_engine(db),
         plan_path,
@@ -299,11 +318,18 @@ def stage(
 
 def status(batch: str | None = None, *, db: str | None = None) -> list[StateCount]:
     """`migrate status`: requests by batch, state and reason."""
+    from migrate.store.engine import make_engine
+    from migrate.store.progress import batch_status
+
     return batch_status(make_engine(db), batch)
 
 
 def audit_verify(db: str | None = None) -> Verification:
     """`migrate audit verify`: the whole log against its chain, MACs and kept head."""
+    from migrate.audit.key import audit_key
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine, require_current
+
     engine = make_engine(db)
     require_current(engine)
     with engine.connect() as connection:
@@ -312,6 +338,10 @@ def audit_verify(db: str | None = None) -> Verification:
 
 def audit_export(out: Path, db: str | None = None) -> int:
     """`migrate audit export --jsonl`: every record as a JSON line; returns the count."""
+    from migrate.audit import to_jsonl
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine, require_current
+
     engine = make_engine(db)
     require_current(engine)
     count = 0

@@ -12,7 +12,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,9 +21,11 @@ from rich.table import Table
 
 from migrate import api
 from migrate.errors import MigrateError
-from migrate.ingest import IngestSummary
 from migrate.logs import configure
-from migrate.plan import PlanSummary
+
+if TYPE_CHECKING:
+    from migrate.ingest import IngestSummary
+    from migrate.plan import PlanSummary
 
 EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
