@@ -8,15 +8,19 @@ import datetime as dt
 import getpass
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
 
-from sqlalchemy import Connection, insert, select, update
+import pyarrow as pa
+from sqlalchemy import Connection, select, update
 
 from migrate.audit import AuditRecord, Verification, seal_many, verify
 from migrate.errors import ConfigError
+from migrate.store.bulk import insert_ignoring_present
 from migrate.store.schema import audit, audit_head
 
 HEAD_ROW = 1
+_TYPES = {
+    column.name: pa.int64() if column.name == "seq" else pa.string() for column in audit.columns
+}
 FETCH_ROWS = 10_000
 
 
@@ -81,8 +85,15 @@ def append(
         for offset, event in enumerate(events, start=1)
     ]
     sealed = seal_many(rows, prev_hash, key)
-    stored = [{**asdict(record), "inputs": _inputs_text(record.inputs)} for record in sealed]
-    connection.execute(insert(audit), stored)
+    columns = [column.name for column in audit.columns]
+    values = {name: [getattr(record, name) for record in sealed] for name in columns}
+    values["inputs"] = [_inputs_text(record.inputs) for record in sealed]
+    insert_ignoring_present(
+        connection,
+        "audit",
+        pa.table({name: pa.array(values[name], _TYPES[name]) for name in columns}),
+        ["seq"],
+    )
     head = sealed[-1]
     connection.execute(
         update(audit_head).where(audit_head.c.id == HEAD_ROW).values(seq=head.seq, hash=head.hash)

@@ -10,58 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, insert, select
 
 from migrate.errors import InputError, TerminalError
-from migrate.plan import file_digest, load_plan
+from migrate.plan import file_digest
+from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
+from migrate.store.bulk import insert_ignoring_present
 from migrate.store.engine import require_current
 from migrate.store.schema import batches, requests
 from migrate.store.states import RequestState, check_transition
 
-INSTALLATION_COLUMNS = (
-    "batch",
-    "installation_id",
-    "supplier_mpid",
-    "smso",
-    "mode",
-    "mpan_core",
-    "mprn",
-    "combination",
-    "planned_date",
-)
-DEVICE_COLUMNS = (
-    "batch",
-    "installation_id",
-    "device_id",
-    "device_type",
-    "manufacturer",
-    "model",
-    "firmware_version",
-    "msn",
-    "mpxn",
-)
-REQUEST_COLUMNS = (
-    "idempotency_key",
-    "fingerprint",
-    "batch",
-    "cohort",
-    "installation_id",
-    "supplier_mpid",
-    "state",
-    "reason",
-    "attempts",
-    "planned_date",
-    "payload",
-    "updated_at",
-)
-# Rows per executemany call: bounds the memory of one statement's parameters.
-CHUNK = 50_000
+# Keys looked up per query when checking what the store already holds.
+LOOKUP = 5_000
 
 
 class StalePlan(TerminalError):
@@ -91,11 +59,27 @@ class StageResult:
     audit_head: int
 
 
+def _head(path: Path) -> dict[str, Any]:
+    """The plan's head (everything before its lists), read without parsing the lists."""
+    fields: dict[str, Any] = {}
+    with path.open("rb") as handle:
+        first = handle.readline()
+        if first.strip() != b"{":
+            raise InputError(path, "not a plan: it does not start with a JSON object")
+        for line in handle:
+            if line.rstrip().endswith(b"["):
+                break
+            key, _, value = line.decode("utf-8").partition(": ")
+            fields[json.loads(key)] = json.loads(value.rstrip().rstrip(","))
+    if fields.get("plan_version") != 1:
+        raise InputError(path, "not a plan of version 1")
+    return fields
+
+
 def check_inputs(plan: dict[str, Any], plan_path: Path) -> None:
     """Every input the plan was made from, unchanged: same bytes, same SHA-256."""
-    records = [plan["cohort"], plan["mapping"], *plan["extracts"]]
     changed = []
-    for record in records:
+    for record in [plan["cohort"], plan["mapping"], *plan["extracts"]]:
         path = Path(record["path"])
         if not path.is_file():
             changed.append(f"{path} (missing)")
@@ -108,100 +92,75 @@ def check_inputs(plan: dict[str, Any], plan_path: Path) -> None:
         )
 
 
-def _rows(plan: dict[str, Any], batch: str, at: dt.datetime) -> tuple[list, list, list]:
-    """The plan's eligible entries as rows for installations, devices and requests."""
-    fields = plan["device_fields"]
-    cohort = plan["cohort"]["name"]
-    state = RequestState.STAGED.value
-    installation_rows, device_rows, request_rows = [], [], []
-    for entry in plan["eligible"]:
-        payload = entry["payload"]
-        planned = dt.date.fromisoformat(entry["date"])
-        installation = payload["installation_id"]
-        installation_rows.append(
-            (
-                batch,
-                installation,
-                payload["supplier_mpid"],
-                payload["smso"],
-                payload["mode"],
-                payload["mpan_core"],
-                payload["mprn"],
-                payload["combination"],
-                planned,
-            )
-        )
-        for device in payload["devices"]:
-            values = dict(zip(fields, device, strict=True))
-            device_rows.append((batch, installation, *(values[c] for c in DEVICE_COLUMNS[2:])))
-        request_rows.append(
-            (
-                entry["idempotency_key"],
-                entry["fingerprint"],
-                batch,
-                cohort,
-                installation,
-                payload["supplier_mpid"],
-                state,
-                None,
-                0,
-                planned,
-                json.dumps(payload, sort_keys=True, separators=(",", ":")),
-                at,
-            )
-        )
-    return installation_rows, device_rows, request_rows
-
-
 def _input_hashes(plan: dict[str, Any]) -> dict[str, str]:
     return {r["path"]: r["sha256"] for r in [plan["cohort"], plan["mapping"], *plan["extracts"]]}
 
 
-def _chunks(rows: Sequence[tuple], size: int = CHUNK) -> Iterator[Sequence[tuple]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _existing(connection: Connection, rows: list[tuple]) -> dict[str, str]:
+def _existing(connection: Connection, keys: list[str]) -> dict[str, str]:
     """Keys of these requests already in the store, with their fingerprints."""
     found: dict[str, str] = {}
-    keys = [row[0] for row in rows]
-    for start in range(0, len(keys), 5_000):
-        part = keys[start : start + 5_000]
+    for start in range(0, len(keys), LOOKUP):
         query = select(requests.c.idempotency_key, requests.c.fingerprint).where(
-            requests.c.idempotency_key.in_(part)
+            requests.c.idempotency_key.in_(keys[start : start + LOOKUP])
         )
         found.update({key: fingerprint for key, fingerprint in connection.execute(query)})
     return found
 
 
-def _insert(connection: Connection, table_name: str, columns: Sequence[str], rows: list) -> None:
-    """Bulk insert that skips rows already there: SQLite executemany in the open
-    transaction; PostgreSQL COPY into a temporary table, then one INSERT ... ON CONFLICT."""
-    if not rows:
-        return
-    names = ", ".join(columns)
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        scratch = f"staging_{table_name}"
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {scratch} "
-                f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DROP"
-            )
-            cursor.execute(f"TRUNCATE {scratch}")
-            with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(
-                f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {scratch} "
-                f"ORDER BY 1 ON CONFLICT DO NOTHING"
-            )
-        return
-    marks = ", ".join("?" for _ in columns)
-    statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-    for part in _chunks(rows):
-        connection.exec_driver_sql(statement, list(part))
+def _tables(
+    entries: pa.Table, payloads: pa.Array, plan: dict[str, Any], batch: str, at: dt.datetime
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The entries as the rows of installations, devices and requests, column by column."""
+    n = entries.num_rows
+    payload = entries.column("payload").combine_chunks()
+
+    def field(name: str) -> pa.Array:
+        return pc.struct_field(payload, name)
+
+    batch_column = pa.repeat(pa.scalar(batch), n)
+    planned = pc.strptime(entries.column("date"), format="%Y-%m-%d", unit="s").cast(pa.date32())
+    installations = pa.table(
+        {
+            "batch": batch_column,
+            "installation_id": field("installation_id"),
+            "supplier_mpid": field("supplier_mpid"),
+            "smso": field("smso"),
+            "mode": field("mode"),
+            "mpan_core": field("mpan_core"),
+            "mprn": field("mprn"),
+            "combination": field("combination"),
+            "planned_date": planned,
+        }
+    )
+    device_lists = field("devices")
+    per = pc.list_value_length(device_lists).to_numpy(zero_copy_only=False)
+    owner = np.repeat(np.arange(n), per)
+    flat = pc.list_flatten(device_lists)
+    fields = plan["device_fields"]
+    devices = pa.table(
+        {
+            "batch": pa.repeat(pa.scalar(batch), len(flat)),
+            "installation_id": field("installation_id").take(pa.array(owner)),
+            **{name: pc.list_element(flat, index) for index, name in enumerate(fields)},
+        }
+    )
+    requests_table = pa.table(
+        {
+            "idempotency_key": entries.column("idempotency_key"),
+            "fingerprint": entries.column("fingerprint"),
+            "batch": batch_column,
+            "cohort": pa.repeat(pa.scalar(plan["cohort"]["name"]), n),
+            "installation_id": field("installation_id"),
+            "supplier_mpid": field("supplier_mpid"),
+            "state": pa.repeat(pa.scalar(RequestState.STAGED.value), n),
+            "reason": pa.nulls(n, pa.string()),
+            "attempts": pa.repeat(pa.scalar(0, pa.int32()), n),
+            "planned_date": planned,
+            "payload": payloads,
+            "updated_at": pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), n),
+        }
+    )
+    return installations, devices, requests_table
 
 
 def stage(
@@ -214,13 +173,14 @@ def stage(
 ) -> StageResult:
     """Turn a plan into a batch of STAGED requests, audited, in one transaction."""
     require_current(engine)
-    plan = load_plan(plan_path)
+    plan = _head(plan_path)
     check_inputs(plan, plan_path)
     plan_sha = file_digest(plan_path)
     cohort = plan["cohort"]["name"]
     batch = batch or f"{cohort}-{plan_sha[:12]}"
     at = dt.datetime.now(dt.UTC)
-    installation_rows, device_rows, request_rows = _rows(plan, batch, at)
+    entries, payloads = read_eligible(plan_path)
+    installations, devices, request_rows = _tables(entries, payloads, plan, batch, at)
     inputs = {"plan": plan_sha}
     check_transition(None, RequestState.STAGED)
     with engine.begin() as connection:
@@ -231,11 +191,15 @@ def stage(
         ).first()
         if known is not None and known.plan_sha256 != plan_sha:
             raise InputError(
-                plan_path, f"batch {batch!r} already holds another plan ({known.plan_sha256[:12]})"
+                plan_path,
+                f"batch {batch!r} already holds another plan ({known.plan_sha256[:12]})",
             )
-        existing = _existing(connection, request_rows)
+        keys = request_rows.column("idempotency_key").to_pylist()
+        existing = _existing(connection, keys)
+        fingerprints = request_rows.column("fingerprint").to_pylist()
+        ids = request_rows.column("installation_id").to_pylist()
         clashes = sorted(
-            row[4] for row in request_rows if row[0] in existing and existing[row[0]] != row[1]
+            ids[i] for i, k in enumerate(keys) if k in existing and existing[k] != fingerprints[i]
         )
         if clashes:
             raise FingerprintConflict(clashes)
@@ -251,30 +215,33 @@ def stage(
                     created_by=actor,
                 )
             )
-        new = [row for row in request_rows if row[0] not in existing]
-        fresh = {row[4] for row in new}
-        _insert(
-            connection,
-            "installations",
-            INSTALLATION_COLUMNS,
-            [row for row in installation_rows if row[1] in fresh],
+        new = pa.array([k not in existing for k in keys], pa.bool_())
+        fresh = request_rows.filter(new)
+        fresh_ids = fresh.column("installation_id")
+        insert_ignoring_present(
+            connection, "installations", installations.filter(new), ["batch", "installation_id"]
         )
-        _insert(
-            connection, "devices", DEVICE_COLUMNS, [row for row in device_rows if row[1] in fresh]
+        new_devices = devices.filter(
+            pc.is_in(devices.column("installation_id"), value_set=fresh_ids)
         )
-        _insert(connection, "requests", REQUEST_COLUMNS, new)
+        insert_ignoring_present(
+            connection, "devices", new_devices, ["batch", "installation_id", "device_id"]
+        )
+        insert_ignoring_present(connection, "requests", fresh, ["idempotency_key"])
         head = audit_log.append(
             connection,
             [
                 {
                     "batch": batch,
-                    "installation_id": row[4],
-                    "idempotency_key": row[0],
+                    "installation_id": installation,
+                    "idempotency_key": request_key,
                     "from_state": None,
                     "to_state": RequestState.STAGED.value,
                     "reason": None,
                 }
-                for row in new
+                for installation, request_key in zip(
+                    fresh_ids.to_pylist(), fresh.column("idempotency_key").to_pylist(), strict=True
+                )
             ],
             actor=actor,
             command="stage",
@@ -284,9 +251,9 @@ def stage(
     return StageResult(
         batch=batch,
         cohort=cohort,
-        requests=len(request_rows),
-        staged=len(new),
-        already=len(request_rows) - len(new),
-        devices=sum(1 for row in device_rows if row[1] in fresh),
+        requests=request_rows.num_rows,
+        staged=fresh.num_rows,
+        already=request_rows.num_rows - fresh.num_rows,
+        devices=new_devices.num_rows,
         audit_head=head,
     )

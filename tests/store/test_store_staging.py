@@ -84,9 +84,9 @@ def test_a_key_staged_with_another_fingerprint_is_refused_by_name(  # type: igno
 ) -> None:
     stage(store, plan_file, batch="moc-1", actor="tester", key=None)
     plan = json.loads(plan_file.read_text())
-    plan["eligible"][0]["fingerprint"] = "0" * 64
+    first = plan["eligible"][0]["fingerprint"]
     altered = tmp_path / "altered.json"
-    altered.write_text(json.dumps(plan))
+    altered.write_text(plan_file.read_text().replace(first, "0" * 64, 1))
     with pytest.raises(FingerprintConflict) as caught:
         stage(store, altered, batch="moc-2", actor="tester", key=None)
     assert caught.value.installations == [plan["eligible"][0]["payload"]["installation_id"]]
@@ -176,3 +176,25 @@ def test_the_state_machine_allows_only_its_transitions(
     else:
         with pytest.raises(IllegalTransition, match="is not allowed"):
             check_transition(source, target, "k")
+
+
+def test_staged_payloads_are_the_planned_bytes_their_fingerprints_cover(  # type: ignore[no-untyped-def]
+    store, plan_file: Path
+) -> None:
+    import hashlib
+
+    stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    plan = json.loads(plan_file.read_text())
+    with store.connect() as connection:
+        stored = dict(
+            connection.execute(select(requests.c.idempotency_key, requests.c.payload)).all()
+        )
+        dated = connection.execute(
+            select(requests.c.planned_date, requests.c.state, requests.c.updated_at).limit(1)
+        ).one()
+    for entry in plan["eligible"]:
+        text = stored[entry["idempotency_key"]]
+        assert hashlib.sha256(text.encode()).hexdigest() == entry["fingerprint"]
+        assert json.loads(text) == entry["payload"]
+    assert dated.state == "STAGED" and dated.planned_date.isoformat() == plan["as_of"]
+    assert dated.updated_at is not None
