@@ -234,22 +234,34 @@ def _positions(collected: _Collected, rows: pa.Table) -> np.ndarray:
     return lookup
 
 
-def _issue_rows(positions: np.ndarray, field_name: str, rows: pa.Table, column: str) -> pa.Table:
-    """Quarantine entries for rows of one installation that disagree on a field."""
-    hit = rows.take(pa.array(positions))
+def _issues_of(
+    hit: pa.Table, column: str, values: pa.Array, reason: str, severity: str
+) -> pa.Table:
+    """Issue entries for the rows of `hit` (which carry row, file and source_row)."""
+    count = hit.num_rows
     return pa.table(
         {
             "installation_id": hit.column("installation_id"),
-            "column": pa.repeat(pa.scalar(column), len(positions)),
-            "value": hit.column(field_name).cast(pa.string()),
-            "reason": pa.repeat(
-                pa.scalar(RowReason.CONFLICTING_INSTALLATION_FIELD.value), len(positions)
-            ),
-            "severity": pa.repeat(pa.scalar("error"), len(positions)),
+            "column": pa.repeat(pa.scalar(column), count),
+            "value": values,
+            "reason": pa.repeat(pa.scalar(reason), count),
+            "severity": pa.repeat(pa.scalar(severity), count),
             "row": hit.column("row"),
             "file": hit.column("file"),
             "source_row": hit.column("source_row"),
         }
+    )
+
+
+def _issue_rows(positions: np.ndarray, field_name: str, rows: pa.Table, column: str) -> pa.Table:
+    """Quarantine entries for rows of one installation that disagree on a field."""
+    hit = rows.take(pa.array(positions))
+    return _issues_of(
+        hit,
+        column,
+        hit.column(field_name).cast(pa.string()),
+        RowReason.CONFLICTING_INSTALLATION_FIELD.value,
+        "error",
     )
 
 
@@ -360,17 +372,8 @@ def _repeated_devices(devices: pa.Table) -> pa.Table:
     codes = ids.indices.to_numpy(zero_copy_only=False)
     repeated = (np.bincount(codes, minlength=len(ids.dictionary)) > 1)[codes]
     hit = devices.filter(pa.array(repeated))
-    return pa.table(
-        {
-            "installation_id": hit.column("installation_id"),
-            "column": pa.repeat(pa.scalar("(device_id)"), hit.num_rows),
-            "value": hit.column("device_id"),
-            "reason": pa.repeat(pa.scalar(RowWarning.DUPLICATE_DEVICE_ID.value), hit.num_rows),
-            "severity": pa.repeat(pa.scalar("warning"), hit.num_rows),
-            "row": hit.column("row"),
-            "file": hit.column("file"),
-            "source_row": hit.column("source_row"),
-        }
+    return _issues_of(
+        hit, "(device_id)", hit.column("device_id"), RowWarning.DUPLICATE_DEVICE_ID.value, "warning"
     )
 
 

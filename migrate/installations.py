@@ -11,24 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.mapping.spec import INSTALLATION_FIELDS
 from migrate.model import INSTALLATION_SCHEMA, DeviceType
 
-# Installation-level fields, as they stand on every canonical row.
-ROW_FIELDS = [
-    field
-    for field in INSTALLATION_SCHEMA
-    if field.name
-    in {
-        "smso",
-        "supplier_mpid",
-        "mode",
-        "mpan_core",
-        "mprn",
-        "install_date",
-        "last_wan_contact",
-        "postcode",
-    }
-]
+# Installation-level fields, as they stand on every canonical row, in the model's order.
+ROW_FIELDS = [field for field in INSTALLATION_SCHEMA if field.name in INSTALLATION_FIELDS]
 # Fields on which rows of one installation must agree: if they do not, which row is right
 # cannot be told.
 CONFLICT_FIELDS = ("smso", "supplier_mpid", "mode", "mpan_core", "mprn", "postcode")
