@@ -68,7 +68,9 @@ def read_eligible(path: Path) -> tuple[pa.Table, pa.Array]:
         )
     except (pa.ArrowInvalid, json.JSONDecodeError) as error:
         raise ConfigError(path, f"the eligible section cannot be read: {error}") from None
-    texts = pa.array(lines.split(b"\n"), pa.binary()).cast(pa.string())
+    # One string split by Arrow: no Python object per line.
+    whole = pa.array([lines], pa.large_binary()).cast(pa.large_string())
+    texts = pc.list_flatten(pc.split_pattern(whole, "\n")).cast(pa.string())
     payload = pc.struct_field(
         pc.extract_regex(texts, r',"payload":(?P<payload>\{.*\})\}$'), "payload"
     )

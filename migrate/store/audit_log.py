@@ -87,7 +87,9 @@ def append(
     sealed = seal_many(rows, prev_hash, key)
     columns = [column.name for column in audit.columns]
     values = {name: [getattr(record, name) for record in sealed] for name in columns}
-    values["inputs"] = [_inputs_text(record.inputs) for record in sealed]
+    # Every record of one append shares its inputs: written once, referenced by each row.
+    shared = _inputs_text(inputs)
+    values["inputs"] = [shared] * len(sealed)
     insert_ignoring_present(
         connection,
         "audit",
