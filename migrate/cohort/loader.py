@@ -10,17 +10,8 @@ from migrate.config_files import ConfigKind
 COHORTS = ConfigKind("cohorts", "cohort", "MIGRATE_COHORTS_DIR", CohortRules)
 
 
-def cohorts_dir(explicit: Path | None = None) -> Path:
-    """--cohorts-dir, then $MIGRATE_COHORTS_DIR, then ./cohorts, then the bundled copies."""
-    return COHORTS.directory(explicit)
-
-
 def available_cohorts(directory: Path | None = None) -> list[str]:
     return COHORTS.available(directory)
-
-
-def resolve_cohort(name: str, directory: Path | None = None) -> Path:
-    return COHORTS.resolve(name, directory)
 
 
 def load_cohort(name: str, directory: Path | None = None) -> CohortRules:

@@ -83,7 +83,6 @@ class ParquetReader:
             raise InputError(path, f"not a readable Parquet file: {error}") from error
         names = self._file.schema_arrow.names
         _, self.columns = match_header(path, [names], required, where="of the schema")
-        self._source_names = names
         self._emitted = 0
 
     def described(self) -> dict[str, object]:

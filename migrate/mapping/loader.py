@@ -10,17 +10,8 @@ from migrate.mapping.spec import Mapping
 MAPPINGS = ConfigKind("mappings", "mapping", "MIGRATE_MAPPINGS_DIR", Mapping)
 
 
-def mappings_dir(explicit: Path | None = None) -> Path:
-    """--mappings-dir, then $MIGRATE_MAPPINGS_DIR, then ./mappings, then the bundled copies."""
-    return MAPPINGS.directory(explicit)
-
-
 def available_mappings(directory: Path | None = None) -> list[str]:
     return MAPPINGS.available(directory)
-
-
-def resolve_mapping(name: str, directory: Path | None = None) -> Path:
-    return MAPPINGS.resolve(name, directory)
 
 
 def load_mapping(name: str, directory: Path | None = None) -> Mapping:
