@@ -33,7 +33,8 @@ from migrate.installations import (
     installation_codes,
 )
 from migrate.logs import get_logger
-from migrate.mapping import Mapping, load_mapping
+from migrate.mapping import Mapping
+from migrate.mapping.loader import MAPPINGS
 from migrate.model import (
     DEVICE_SCHEMA,
     DUPLICATE_SCHEMA,
@@ -102,6 +103,7 @@ class _Collected:
     blank_rows: int = 0
     trailer_rows: int = 0
     records: int = 0
+    ragged: list[int] = field(default_factory=list)  # row ids of rows cut short
 
 
 # Batches normalised at once. Arrow's kernels release the GIL, so two threads use both
@@ -200,6 +202,10 @@ def _add_unreadable(
         (row.cells[where].strip() or None) if len(row.cells) > where else None for row in unreadable
     ]
     ids = pa.array(range(collected.records, collected.records + count), pa.int64())
+    # A row with fields to spare has its key whole; one cut short may have a cut key.
+    collected.ragged.extend(
+        collected.records + i for i, row in enumerate(unreadable) if len(row.cells) < len(columns)
+    )
     collected.records += count
     placed = {
         "row": ids,
@@ -225,6 +231,32 @@ def _add_unreadable(
     marks = pa.array([f"\x00unreadable\x00{file_index}:{row.row}" for row in unreadable])
     collected.texts.append(marks)
     collected.hashes.append(row_hashes(marks))
+
+
+def _known_keys_only(
+    rows: pa.Table, issues: pa.Table, ragged: list[int]
+) -> tuple[pa.Table, pa.Table]:
+    """A row cut short counts against an installation only if a readable row names it too:
+    a line cut inside the key would otherwise invent an installation."""
+    if not ragged:
+        return rows, issues
+    ragged_ids = pa.array(ragged, pa.int64())
+    is_ragged = pc.is_in(rows.column("row"), value_set=ragged_ids)
+    known = pc.unique(rows.column("installation_id").filter(pc.invert(is_ragged)))
+    orphan = pc.and_(
+        is_ragged, pc.invert(pc.is_in(rows.column("installation_id"), value_set=known))
+    )
+    orphan_ids = rows.column("row").filter(orphan)
+
+    def cleared(table: pa.Table, mask: pa.Array) -> pa.Table:
+        index = table.schema.get_field_index("installation_id")
+        column = pc.if_else(mask, pa.scalar(None, pa.string()), table.column(index))
+        return table.set_column(index, "installation_id", column)
+
+    return (
+        cleared(rows, orphan),
+        cleared(issues, pc.is_in(issues.column("row"), value_set=orphan_ids)),
+    )
 
 
 def _positions(collected: _Collected, rows: pa.Table) -> np.ndarray:
@@ -270,7 +302,10 @@ def ingest(
 ) -> Ingested:
     """Read, normalise, deduplicate and group; every row accounted for in the summary."""
     if isinstance(mapping, str):
-        mapping = load_mapping(mapping, mappings_dir)
+        # Which file a name resolved to: a local folder's copy may stand in for a shipped one.
+        path = MAPPINGS.resolve(mapping, mappings_dir)
+        log.info("ingest.mapping", mapping=mapping, file=str(path))
+        mapping = MAPPINGS.load_file(path)
     collected = _Collected()
     for path in paths:
         _read_file(mapping, Path(path), collected)
@@ -278,6 +313,7 @@ def ingest(
     rows = pa.concat_tables(collected.rows).combine_chunks()
     devices = pa.concat_tables(collected.devices)
     issues = pa.concat_tables(collected.issues)
+    rows, issues = _known_keys_only(rows, issues, collected.ragged)
     file_names = pa.array(collected.names, pa.string())
     position_of = _positions(collected, rows)
     n = rows.num_rows

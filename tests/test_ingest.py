@@ -221,3 +221,16 @@ def test_sample_extracts_give_stable_counts(examples: Path, extract: str, mappin
     summary = ingest([examples / extract], mapping).summary.as_dict()
     summary.pop("files")
     assert summary == golden[extract]
+
+
+def test_a_ragged_row_with_an_unknown_key_invents_no_installation(
+    write_text: Callable[..., Path],
+) -> None:
+    path = write_text("lg.csv", [HEADER, HUB, METER, "LG00"])
+    result = ingest([path], LANDIS)
+    assert result.installations.column("installation_id").to_pylist() == ["LG1"]
+    quarantine = result.quarantine.to_pylist()
+    assert [(q["source_row"], q["reason"], q["installation_id"]) for q in quarantine] == [
+        (4, "RAGGED_ROW", None)
+    ]
+    assert result.summary.balanced and result.summary.rows_quarantined == 1

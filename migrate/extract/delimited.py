@@ -168,6 +168,10 @@ class DelimitedReader:
                     f"at offset {failure[0]}); check the file or set `encoding: auto`",
                     row=failure[1],
                 )
+        with path.open("rb") as handle:
+            self._bom = handle.read(4).startswith(
+                (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            )
         self._trailer = re.compile(trailer) if trailer else None
         self._block_bytes = block_bytes
         lines = _sample_lines(path, self.encoding)
@@ -190,6 +194,7 @@ class DelimitedReader:
         return {
             "format": "delimited",
             "encoding": self.encoding,
+            "bom": self._bom,
             "delimiter": self.delimiter,
             "header_row": self._header_index + 1,
         }
