@@ -404,9 +404,12 @@ def ingest(
 def _repeated_devices(devices: pa.Table) -> pa.Table:
     """Accepted devices whose id is listed more than once: a warning here, since a device
     cannot hang off two hubs; validation excludes every installation involved."""
-    ids = pc.dictionary_encode(devices.column("device_id").combine_chunks())
-    codes = ids.indices.to_numpy(zero_copy_only=False)
-    repeated = (np.bincount(codes, minlength=len(ids.dictionary)) > 1)[codes]
+    ids = devices.column("device_id")
+    hashes = np.concatenate([row_hashes(chunk) for chunk in ids.chunks] or [np.empty(0, np.uint64)])
+    duplicate, original = find_duplicates(hashes, ids)
+    repeated = np.zeros(devices.num_rows, dtype=bool)
+    repeated[duplicate] = True
+    repeated[original] = True
     hit = devices.filter(pa.array(repeated))
     return _issues_of(
         hit, "(device_id)", hit.column("device_id"), RowWarning.DUPLICATE_DEVICE_ID.value, "warning"
