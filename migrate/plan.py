@@ -144,7 +144,7 @@ def schedule(
     return day, summary
 
 
-def _sha256_each(texts: pa.Array) -> pa.Array:
+def sha256_each(texts: pa.Array) -> pa.Array:
     """SHA-256 of each text. There is no vectorised SHA-256 in Arrow or numpy; this is the
     one loop over installations, fed slices of the Arrow buffer without copying them."""
     texts = texts.cast(pa.large_string())
@@ -188,17 +188,35 @@ def _devices_json(devices: pa.Table, installations: pa.Table) -> pa.Array:
         sort_keys=[("code", "ascending"), ("device_type", "ascending"), ("device_id", "ascending")],
     )
     devices = devices.take(order)
-    # Arrays, not objects: a million devices repeat their field names a million times.
-    items = pc.binary_join_element_wise(
-        "[",
-        *_interleave([json_text.strings(devices.column(name)) for name in DEVICE_FIELDS], ","),
-        "]",
-        "",
-    )
-    return json_text.grouped(
-        items,
+    return device_lists_json(
+        [devices.column(name) for name in DEVICE_FIELDS],
         codes.take(order).to_numpy(zero_copy_only=False).astype(np.int64),
         installations.num_rows,
+    )
+
+
+def device_lists_json(
+    columns: list[pa.Array | pa.ChunkedArray], owners: np.ndarray, count: int
+) -> pa.Array:
+    """Per installation, its devices as JSON arrays of DEVICE_FIELDS, in the order given.
+    Arrays, not objects: a million devices would repeat their field names a million times.
+    Staging rebuilds payloads with this same function, so the bytes match the plan's."""
+    items = pc.binary_join_element_wise(
+        "[", *_interleave([json_text.strings(column) for column in columns], ","), "]", ""
+    )
+    return json_text.grouped(items, owners, count)
+
+
+def payload_json(cohort: str, fields: dict[str, pa.Array], device_lists: pa.Array) -> pa.Array:
+    """The request payload of each installation: what is sent, and what the fingerprint
+    covers."""
+    return json_text.objects(
+        {
+            "cohort": json_text.strings(pa.repeat(pa.scalar(cohort), len(device_lists))),
+            **{name: json_text.strings(fields[name]) for name in PAYLOAD_FIELDS},
+            "combination": json_text.strings(fields["combination"]),
+            "devices": device_lists,
+        }
     )
 
 
@@ -214,13 +232,10 @@ def _eligible_json(
     )
     day, timetable = schedule(eligible.column("supplier_mpid"), rules, start)
     device_lists = _devices_json(devices, eligible)
-    payload = json_text.objects(
-        {
-            "cohort": json_text.strings(pa.repeat(pa.scalar(rules.name), eligible.num_rows)),
-            **{name: json_text.strings(eligible.column(name)) for name in PAYLOAD_FIELDS},
-            "combination": json_text.strings(eligible.column("combination")),
-            "devices": device_lists,
-        }
+    payload = payload_json(
+        rules.name,
+        {name: eligible.column(name) for name in (*PAYLOAD_FIELDS, "combination")},
+        device_lists,
     )
     # The key names the request: cohort, installation and its exact device and firmware set.
     key_text = pc.binary_join_element_wise(
@@ -239,9 +254,9 @@ def _eligible_json(
     dates = calendar.take(pa.array(day - 1))
     entries = pc.binary_join_element_wise(
         '{"idempotency_key":',
-        json_text.strings(_sha256_each(key_text)),
+        json_text.strings(sha256_each(key_text)),
         ',"fingerprint":',
-        json_text.strings(_sha256_each(payload)),
+        json_text.strings(sha256_each(payload)),
         ',"day":',
         pa.array(day).cast(pa.string()),
         ',"date":',

@@ -3,17 +3,16 @@
 A plan lists hundreds of thousands of installations; json.loads turns them into millions of
 Python objects (seven seconds at 300,000). The plan's layout puts each entry on a line of its
 own (part of plan format 1), so the eligible section is newline-delimited JSON that Arrow's
-JSON reader parses in C++.
+JSON reader parses in C++. Staging rebuilds each payload from it with the plan's own JSON
+writer and checks it against its fingerprint: an altered plan is refused.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from migrate.errors import ConfigError
@@ -44,36 +43,25 @@ ENTRY_SCHEMA = pa.schema(
 )
 
 
-def read_eligible(path: Path) -> tuple[pa.Table, pa.Array]:
-    """The eligible entries (payload as a struct column), and each entry's payload exactly
-    as the plan wrote it: the bytes its fingerprint was taken over, to be sent as they are."""
+def read_eligible(path: Path) -> pa.Table:
+    """The eligible entries, the payload as a struct column."""
     data = path.read_bytes()
     start = data.find(SECTION)
     if start < 0:
         raise ConfigError(path, "no eligible section: not a plan of version 1", key="eligible")
     start += len(SECTION)
     if data[start : start + 1] == b"]":
-        return ENTRY_SCHEMA.empty_table(), pa.array([], pa.string())
+        return ENTRY_SCHEMA.empty_table()
     start += 1  # the line break after the bracket
     end = data.find(b"\n]", start)
-    section = data[start:end]
     # Inside an entry no line breaks occur (JSON escapes them): ",\n" only joins entries.
-    lines = section.replace(b",\n", b"\n")
+    lines = data[start:end].replace(b",\n", b"\n")
     try:
-        table = pajson.read_json(
+        return pajson.read_json(
             io.BytesIO(lines),
             parse_options=pajson.ParseOptions(
                 explicit_schema=ENTRY_SCHEMA, unexpected_field_behavior="error"
             ),
         )
-    except (pa.ArrowInvalid, json.JSONDecodeError) as error:
+    except pa.ArrowInvalid as error:
         raise ConfigError(path, f"the eligible section cannot be read: {error}") from None
-    # One string split by Arrow: no Python object per line.
-    whole = pa.array([lines], pa.large_binary()).cast(pa.large_string())
-    texts = pc.list_flatten(pc.split_pattern(whole, "\n")).cast(pa.string())
-    payload = pc.struct_field(
-        pc.extract_regex(texts, r',"payload":(?P<payload>\{.*\})\}$'), "payload"
-    )
-    if payload.null_count or len(payload) != table.num_rows:
-        raise ConfigError(path, "an eligible entry is not laid out one to a line", key="eligible")
-    return table, payload

@@ -20,7 +20,13 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, insert, select
 
 from migrate.errors import InputError, TerminalError
-from migrate.plan import file_digest
+from migrate.plan import (
+    PAYLOAD_FIELDS,
+    device_lists_json,
+    file_digest,
+    payload_json,
+    sha256_each,
+)
 from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
 from migrate.store.bulk import insert_ignoring_present
@@ -107,8 +113,33 @@ def _existing(connection: Connection, keys: list[str]) -> dict[str, str]:
     return found
 
 
+def _payloads(
+    entries: pa.Table, plan: dict[str, Any], plan_path: Path, owner: np.ndarray, flat: pa.Array
+) -> pa.Array:
+    """Each payload rebuilt by the plan's own JSON writer, checked against its fingerprint:
+    what is staged (and later sent) is byte for byte what the plan showed."""
+    payload = entries.column("payload").combine_chunks()
+    lists = device_lists_json(
+        [pc.list_element(flat, index) for index in range(len(plan["device_fields"]))],
+        owner,
+        entries.num_rows,
+    )
+    fields = {name: pc.struct_field(payload, name) for name in PAYLOAD_FIELDS}
+    fields["combination"] = pc.struct_field(payload, "combination")
+    texts = payload_json(plan["cohort"]["name"], fields, lists)
+    altered = pc.not_equal(sha256_each(texts), entries.column("fingerprint").combine_chunks())
+    if pc.any(altered).as_py():
+        names = pc.struct_field(payload, "installation_id").filter(altered).to_pylist()
+        raise InputError(
+            plan_path,
+            f"{len(names)} payload(s) do not match their fingerprints (the plan was altered "
+            f"after it was made): {', '.join(names[:10])}",
+        )
+    return texts
+
+
 def _tables(
-    entries: pa.Table, payloads: pa.Array, plan: dict[str, Any], batch: str, at: dt.datetime
+    entries: pa.Table, plan: dict[str, Any], plan_path: Path, batch: str, at: dt.datetime
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """The entries as the rows of installations, devices and requests, column by column."""
     n = entries.num_rows
@@ -137,6 +168,7 @@ def _tables(
     owner = np.repeat(np.arange(n), per)
     flat = pc.list_flatten(device_lists)
     fields = plan["device_fields"]
+    payloads = _payloads(entries, plan, plan_path, owner, flat)
     devices = pa.table(
         {
             "batch": pa.repeat(pa.scalar(batch), len(flat)),
@@ -179,8 +211,8 @@ def stage(
     cohort = plan["cohort"]["name"]
     batch = batch or f"{cohort}-{plan_sha[:12]}"
     at = dt.datetime.now(dt.UTC)
-    entries, payloads = read_eligible(plan_path)
-    installations, devices, request_rows = _tables(entries, payloads, plan, batch, at)
+    entries = read_eligible(plan_path)
+    installations, devices, request_rows = _tables(entries, plan, plan_path, batch, at)
     inputs = {"plan": plan_sha}
     check_transition(None, RequestState.STAGED)
     with engine.begin() as connection:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from migrate.errors import ConfigError
+from migrate.errors import ConfigError, InputError
 from migrate.plan import make_plan
 from migrate.store import audit_log
 from migrate.store.engine import make_engine, require_current, upgrade
@@ -82,15 +82,30 @@ def test_staging_a_plan_stages_every_eligible_installation_once(store, plan_file
 def test_a_key_staged_with_another_fingerprint_is_refused_by_name(  # type: ignore[no-untyped-def]
     store, plan_file: Path, tmp_path: Path
 ) -> None:
+    """A later plan whose installation kept its devices (same key) but changed supplier
+    (other payload) cannot silently replace the staged request."""
     stage(store, plan_file, batch="moc-1", actor="tester", key=None)
-    plan = json.loads(plan_file.read_text())
-    first = plan["eligible"][0]["fingerprint"]
-    altered = tmp_path / "altered.json"
-    altered.write_text(plan_file.read_text().replace(first, "0" * 64, 1))
+    later = tmp_path / "later"
+    later.mkdir()
+    extract = later / "secure.csv"
+    text = (tmp_path / "secure.csv").read_text()
+    extract.write_text(text.replace("SEC0000002,SECURE-SMSO,BGAS", "SEC0000002,SECURE-SMSO,EELC"))
+    second = later / "plan.json"
+    make_plan([extract], "secure_moc_installations", "moc").write(second)
     with pytest.raises(FingerprintConflict) as caught:
-        stage(store, altered, batch="moc-2", actor="tester", key=None)
-    assert caught.value.installations == [plan["eligible"][0]["payload"]["installation_id"]]
-    assert _count(store, requests) == len(plan["eligible"])
+        stage(store, second, batch="moc-2", actor="tester", key=None)
+    assert caught.value.installations == ["SEC0000002"]
+    assert _count(store, requests) == len(json.loads(plan_file.read_text())["eligible"])
+
+
+def test_an_altered_plan_is_refused(store, plan_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    altered = tmp_path / "altered.json"
+    text = plan_file.read_text()
+    assert '"supplier_mpid":"BGAS"' in text
+    altered.write_text(text.replace('"supplier_mpid":"BGAS"', '"supplier_mpid":"EELC"', 1))
+    with pytest.raises(InputError, match="do not match their fingerprints"):
+        stage(store, altered, batch="moc-x", actor="tester", key=None)
+    assert _count(store, requests) == 0
 
 
 def test_a_plan_whose_inputs_changed_is_refused(store, plan_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
