@@ -180,3 +180,36 @@ def test_sim_extract_writes_a_generated_estate(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert document["rows"] >= 500
     assert path.read_bytes().startswith(b"Site ID;Device Type")
+
+
+def test_the_real_command_keeps_its_output_and_exit_code(
+    tmp_path: Path, write_text: Callable[..., Path]
+) -> None:
+    """Through the console entry point (which skips teardown after ingest): what was printed
+    arrives whole and the exit code is the command's."""
+    import subprocess
+    import sys
+
+    bad = HUB.replace("1312345678907", "1.31234567891E+12")
+    path = write_text("lg.csv", [HEADER, bad, HUB.replace("LG1", "LG2")])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "migrate",
+            "ingest",
+            str(path),
+            "-m",
+            "landis_ioc_devices",
+            "-o",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["quarantined_by_reason"] == {"PRECISION_LOST": 1}
+    assert (tmp_path / "o" / "summary.json").is_file()
