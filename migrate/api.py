@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from migrate.ingest import IngestSummary
     from migrate.mapping import Mapping
     from migrate.plan import PlanSummary
+    from migrate.sim.dcc import SimulatorOptions
     from migrate.sim.extract_generator import GeneratedExtract
     from migrate.store.progress import StateCount
     from migrate.store.staging import StageResult
@@ -49,6 +50,7 @@ __all__ = [
     "plan",
     "rehearse",
     "report",
+    "sim_serve",
     "stage",
     "status",
 ]
@@ -353,3 +355,15 @@ def audit_export(out: Path, db: str | None = None) -> int:
             count += 1
     scratch.replace(out)
     return count
+
+
+def sim_serve(
+    host: str,
+    port: int,
+    state_dir: Path,
+    options: SimulatorOptions,
+) -> None:
+    """`migrate sim serve`: the bundled DCC simulator, until SIGINT or SIGTERM."""
+    from migrate.sim.dcc import serve
+
+    serve(host, port, state_dir, options)

@@ -499,6 +499,51 @@ def mapping_check(
         stdout.print(f"ok: {item.name} ({item.layout}, reads {len(item.columns())} columns)")
 
 
+@sim_app.command("serve")
+def sim_serve(
+    state: Annotated[
+        Path, typer.Option(help="Folder for the simulator's state (kept across restarts).")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8080,
+    seed: Annotated[int, typer.Option(help="Outcomes and faults are drawn from this.")] = 0,
+    capacity: Annotated[
+        int, typer.Option(help="New requests per supplier per simulated day.")
+    ] = 100,
+    day_seconds: Annotated[float, typer.Option(help="Length of a simulated day.")] = 86400.0,
+    processing_ms: Annotated[int, typer.Option(help="How long a request stays PENDING.")] = 0,
+    latency_ms: Annotated[int, typer.Option(help="Added to every call.")] = 0,
+    error_rate: Annotated[float, typer.Option(help="Share of calls answered 503.")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of calls left hanging.")] = 0.0,
+    drop_rate: Annotated[float, typer.Option(help="Share of calls dropped unanswered.")] = 0.0,
+    lost_response_rate: Annotated[
+        float, typer.Option(help="Share of calls stored, then dropped unanswered.")
+    ] = 0.0,
+) -> None:
+    """Run the DCC simulator (a real HTTP server; see migrate/sim/DCC_API.md)."""
+    from migrate.sim.dcc import SimulatorOptions
+
+    try:
+        options = SimulatorOptions(
+            seed=seed,
+            capacity=capacity,
+            day_seconds=day_seconds,
+            processing_ms=processing_ms,
+            latency_ms=latency_ms,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            drop_rate=drop_rate,
+            lost_response_rate=lost_response_rate,
+        )
+    except ValueError as error:
+        stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    stdout.print(f"DCC simulator on http://{host}:{port}, state in {state}", highlight=False)
+    api.sim_serve(host, port, state, options)
+
+
 @sim_app.command("extract")
 def sim_extract(
     out: Annotated[Path, typer.Argument(help="The CSV file to write.", dir_okay=False)],

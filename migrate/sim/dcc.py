@@ -1,0 +1,646 @@
+"""A DCC test service on localhost: the gateway protocol, served over real HTTP.
+
+The DCC's interfaces are not public, so the commit stage and reconciliation are exercised
+against this simulator. It behaves as the test service would where it matters to a client:
+requests are deduplicated by idempotency key and committed to SQLite before they are
+acknowledged (a restart loses nothing acknowledged), capacity is rationed per supplier per
+simulated day (429 with Retry-After), outcomes arrive asynchronously and are decided
+deterministically from a seed and the installation, and faults (latency, 503, timeouts,
+dropped connections, a response lost after the commit) are injected on request, all
+deterministic for a seed. See DCC_API.md for the wire format.
+
+Payloads hold personal data (MPxNs, serials): they are stored, never logged; logs carry counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from migrate.logs import get_logger
+
+__all__ = [
+    "DEVICE_FIELDS",
+    "GAS_SIDE_TYPES",
+    "Outcome",
+    "SimulatorOptions",
+    "decide_outcome",
+    "make_server",
+    "serve",
+]
+
+log = get_logger(__name__)
+
+# The order of a device array in a payload (the plan's DEVICE_FIELDS); a payload may name
+# another order in its own "device_fields".
+DEVICE_FIELDS = (
+    "device_id",
+    "device_type",
+    "manufacturer",
+    "model",
+    "firmware_version",
+    "msn",
+    "mpxn",
+)
+# Devices left uncommissioned when the gas HAN fails (GT01): the gas meter.
+GAS_SIDE_TYPES = frozenset({"GSME"})
+STATE_FILE = "dcc-simulator.sqlite3"
+MAX_BODY = 64 * 1024 * 1024
+REQUEST_FIELDS = ("idempotency_key", "fingerprint", "installation_id", "supplier_mpid")
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """How the simulated service behaves; every random choice is drawn from `seed`."""
+
+    seed: int = 0
+    capacity: int = 100  # new requests per supplier per simulated day (MSM DMIN = 100)
+    day_seconds: float = 86400.0
+    processing_ms: int = 0  # how long an accepted request stays PENDING
+    latency_ms: int = 0
+    error_rate: float = 0.0  # 503, nothing stored
+    timeout_rate: float = 0.0  # reply only after timeout_sleep_s, nothing stored
+    timeout_sleep_s: float = 30.0
+    drop_rate: float = 0.0  # connection closed without a response, nothing stored
+    lost_response_rate: float = 0.0  # stored and committed, then the connection is closed
+    no_wan_rate: float = 0.04  # FAILED NO_WAN_DURING_MIGRATION, retryable
+    device_test_rate: float = 0.02  # FAILED DEVICE_TEST_FAILED, retryable
+    master_keys_rate: float = 0.02  # FAILED MISSING_MASTER_KEYS, permanent
+    gt01_rate: float = 0.02  # MIGRATED, gas side not (GAS_HAN_ERROR_GT01)
+    max_attempts: int = 5  # the attempt that fails this many times is no longer retryable
+
+    def __post_init__(self) -> None:
+        """Refuse options that would make the service meaningless, at start, not mid-run."""
+        rates = [f.name for f in fields(self) if f.name.endswith("_rate")]
+        for name in rates:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        if self.error_rate + self.timeout_rate + self.drop_rate + self.lost_response_rate > 1:
+            raise ValueError("the fault rates add up to more than 1")
+        if self.no_wan_rate + self.device_test_rate + self.master_keys_rate + self.gt01_rate > 1:
+            raise ValueError("the outcome rates add up to more than 1")
+        if self.capacity < 1 or self.day_seconds <= 0 or self.max_attempts < 1:
+            raise ValueError("capacity, day_seconds and max_attempts must be positive")
+        if min(self.processing_ms, self.latency_ms) < 0 or self.timeout_sleep_s < 0:
+            raise ValueError("processing_ms, latency_ms and timeout_sleep_s cannot be negative")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decided result of one attempt."""
+
+    state: str  # MIGRATED or FAILED
+    reason: str | None
+    retryable: bool | None
+
+
+def _uniform(*parts: object) -> float:
+    """A number in [0, 1) fixed by its parts: the same seed gives the same service."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def decide_outcome(options: SimulatorOptions, installation_id: str, attempt: int) -> Outcome:
+    """The outcome of an installation's n-th attempt.
+
+    Missing master keys belong to the installation, so they are drawn once per installation
+    and no attempt ever succeeds; the other outcomes are drawn per attempt, so a later attempt
+    after a retryable failure may succeed.
+    """
+    seed = options.seed
+    if _uniform(seed, installation_id, "keys") < options.master_keys_rate:
+        return Outcome("FAILED", "MISSING_MASTER_KEYS", False)
+    # Scaled so that the overall rates on a first attempt are those configured.
+    rest = 1.0 - options.master_keys_rate
+    draw = _uniform(seed, installation_id, attempt) * rest
+    retryable = attempt < options.max_attempts
+    if draw < options.no_wan_rate:
+        return Outcome("FAILED", "NO_WAN_DURING_MIGRATION", retryable)
+    draw -= options.no_wan_rate
+    if draw < options.device_test_rate:
+        return Outcome("FAILED", "DEVICE_TEST_FAILED", retryable)
+    draw -= options.device_test_rate
+    if draw < options.gt01_rate:
+        return Outcome("MIGRATED", "GAS_HAN_ERROR_GT01", None)
+    return Outcome("MIGRATED", None, None)
+
+
+class BadRequest(Exception):
+    """Input the client must fix; the message names the field."""
+
+
+def _text_field(item: dict[str, Any], name: str, where: str) -> str:
+    value = item.get(name)
+    if value is None:
+        raise BadRequest(f"{where}.{name}: missing")
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{where}.{name}: must be a non-empty string")
+    return value
+
+
+def _check_devices(payload: dict[str, Any], where: str) -> None:
+    """Devices are checked on arrival, so the inventory never meets one it cannot read."""
+    order = payload.get("device_fields", list(DEVICE_FIELDS))
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+        raise BadRequest(f"{where}.device_fields: must be a list of field names")
+    if "devices" not in payload:
+        return
+    devices = payload["devices"]
+    if not isinstance(devices, list):
+        raise BadRequest(f"{where}.devices: must be a list")
+    for index, device in enumerate(devices):
+        at = f"{where}.devices[{index}]"
+        if isinstance(device, list):
+            if len(device) != len(order):
+                raise BadRequest(f"{at}: must have {len(order)} values ({', '.join(order)})")
+            device = dict(zip(order, device, strict=True))
+        elif not isinstance(device, dict):
+            raise BadRequest(f"{at}: must be an array or an object")
+        for name in ("device_id", "device_type"):
+            if not isinstance(device.get(name), str) or not device[name]:
+                raise BadRequest(f"{at}.{name}: must be a non-empty string")
+
+
+def _parse_requests(body: object) -> list[dict[str, Any]]:
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object")
+    items = body.get("requests")
+    if items is None:
+        raise BadRequest("requests: missing")
+    if not isinstance(items, list):
+        raise BadRequest("requests: must be a list")
+    parsed = []
+    for index, item in enumerate(items):
+        where = f"requests[{index}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where}: must be an object")
+        values: dict[str, Any] = {name: _text_field(item, name, where) for name in REQUEST_FIELDS}
+        payload = item.get("payload")
+        if payload is None:
+            raise BadRequest(f"{where}.payload: missing")
+        if not isinstance(payload, dict):
+            raise BadRequest(f"{where}.payload: must be an object")
+        _check_devices(payload, f"{where}.payload")
+        values["payload"] = payload
+        parsed.append(values)
+    return parsed
+
+
+def _parse_keys(body: object) -> list[str]:
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object")
+    keys = body.get("keys")
+    if keys is None:
+        raise BadRequest("keys: missing")
+    if not isinstance(keys, list):
+        raise BadRequest("keys: must be a list")
+    for index, key in enumerate(keys):
+        if not isinstance(key, str) or not key:
+            raise BadRequest(f"keys[{index}]: must be a non-empty string")
+    return keys
+
+
+class OverCapacity(Exception):
+    """A chunk that would take a supplier over its day's capacity."""
+
+    def __init__(self, retry_after: int, supplier: str) -> None:
+        super().__init__(supplier)
+        self.retry_after = retry_after
+        self.supplier = supplier
+
+
+class ChunkTooLarge(Exception):
+    """More new requests for one supplier than a whole day holds: waiting never helps."""
+
+
+class _Store:
+    """The service's state in one SQLite file; one lock, since each call is one transaction."""
+
+    def __init__(self, path: Path, options: SimulatorOptions) -> None:
+        self.options = options
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS requests (
+                idempotency_key TEXT PRIMARY KEY,
+                fingerprint TEXT NOT NULL,
+                installation_id TEXT NOT NULL,
+                supplier_mpid TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                accepted_at REAL NOT NULL,
+                day INTEGER NOT NULL,
+                state TEXT,
+                reason TEXT,
+                retryable INTEGER
+            )"""
+        )
+        self.db.execute("CREATE INDEX IF NOT EXISTS requests_day ON requests (supplier_mpid, day)")
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def _day(self, now: float) -> int:
+        return math.floor(now / self.options.day_seconds)
+
+    def submit(self, items: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Store a chunk whole or not at all; committed before the caller replies."""
+        now = time.time()
+        today = self._day(now)
+        results: list[dict[str, str]] = []
+        new_by_supplier: Counter[str] = Counter()
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    status = self._submit_one(item, now, today)
+                    if status == "ACCEPTED":
+                        new_by_supplier[item["supplier_mpid"]] += 1
+                    results.append({"idempotency_key": item["idempotency_key"], "status": status})
+                for supplier, new in sorted(new_by_supplier.items()):
+                    if new > self.options.capacity:
+                        raise ChunkTooLarge(
+                            f"{new} new requests for supplier {supplier} in one chunk; "
+                            f"a day holds {self.options.capacity}"
+                        )
+                    used = self.db.execute(
+                        "SELECT count(*) FROM requests WHERE supplier_mpid = ? AND day = ?",
+                        (supplier, today),
+                    ).fetchone()[0]
+                    if used > self.options.capacity:
+                        next_day = (today + 1) * self.options.day_seconds
+                        raise OverCapacity(max(1, math.ceil(next_day - now)), supplier)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return results
+
+    def _submit_one(self, item: dict[str, Any], now: float, today: int) -> str:
+        key = item["idempotency_key"]
+        row = self.db.execute(
+            "SELECT fingerprint, state, retryable FROM requests WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO requests (idempotency_key, fingerprint, installation_id,"
+                " supplier_mpid, payload, attempt, accepted_at, day)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    key,
+                    item["fingerprint"],
+                    item["installation_id"],
+                    item["supplier_mpid"],
+                    json.dumps(item["payload"], separators=(",", ":")),
+                    now,
+                    today,
+                ),
+            )
+            return "ACCEPTED"
+        fingerprint, state, retryable = row
+        if fingerprint != item["fingerprint"]:
+            return "CONFLICT"
+        if state == "FAILED" and retryable:
+            # A reported retryable failure: the resubmission is the next attempt.
+            self.db.execute(
+                "UPDATE requests SET attempt = attempt + 1, accepted_at = ?, day = ?,"
+                " state = NULL, reason = NULL, retryable = NULL WHERE idempotency_key = ?",
+                (now, today, key),
+            )
+            return "ACCEPTED"
+        return "DUPLICATE"
+
+    def _decided(
+        self, installation_id: str, attempt: int, accepted_at: float, now: float
+    ) -> Outcome | None:
+        """None while the attempt is still being processed."""
+        if now < accepted_at + self.options.processing_ms / 1000:
+            return None
+        return decide_outcome(self.options, installation_id, attempt)
+
+    def outcomes(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Each key's outcome; a newly decided one is stored, so it is reported only once
+        decided and a resubmission after a reported retryable failure is a new attempt."""
+        now = time.time()
+        answers = []
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for key in keys:
+                    answers.append(self._outcome(key, now))
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return answers
+
+    def _outcome(self, key: str, now: float) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT installation_id, attempt, accepted_at, state, reason, retryable"
+            " FROM requests WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
+        answer: dict[str, Any] = {"idempotency_key": key, "reason": None, "retryable": None}
+        if row is None:
+            return {**answer, "state": "UNKNOWN"}
+        installation_id, attempt, accepted_at, state, reason, retryable = row
+        if state is None:
+            decided = self._decided(installation_id, attempt, accepted_at, now)
+            if decided is None:
+                return {**answer, "state": "PENDING"}
+            state, reason = decided.state, decided.reason
+            retryable = None if decided.retryable is None else int(decided.retryable)
+            self.db.execute(
+                "UPDATE requests SET state = ?, reason = ?, retryable = ?"
+                " WHERE idempotency_key = ?",
+                (state, reason, retryable, key),
+            )
+        return {
+            "idempotency_key": key,
+            "state": state,
+            "reason": reason,
+            "retryable": None if retryable is None else bool(retryable),
+        }
+
+    def inventory(self) -> list[dict[str, Any]]:
+        """Devices of migrated installations, as the SMI would list them after migration."""
+        now = time.time()
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT installation_id, payload, attempt, accepted_at, state, reason"
+                " FROM requests ORDER BY installation_id, idempotency_key"
+            ).fetchall()
+        devices = []
+        for installation_id, payload_text, attempt, accepted_at, state, reason in rows:
+            if state is None:
+                decided = self._decided(installation_id, attempt, accepted_at, now)
+                if decided is None:
+                    continue
+                state, reason = decided.state, decided.reason
+            if state != "MIGRATED":
+                continue
+            payload = json.loads(payload_text)
+            order = payload.get("device_fields", list(DEVICE_FIELDS))
+            for device in payload.get("devices", []):
+                values = (
+                    dict(zip(order, device, strict=True)) if isinstance(device, list) else device
+                )
+                gas_failed = (
+                    reason == "GAS_HAN_ERROR_GT01" and values["device_type"] in GAS_SIDE_TYPES
+                )
+                devices.append(
+                    {
+                        "device_id": values["device_id"],
+                        "device_type": values["device_type"],
+                        "manufacturer": values.get("manufacturer"),
+                        "model": values.get("model"),
+                        "firmware_version": values.get("firmware_version"),
+                        "installation_id": installation_id,
+                        "status": "InstalledNotCommissioned" if gas_failed else "Commissioned",
+                    }
+                )
+        return devices
+
+
+class DCCSimulatorServer(ThreadingHTTPServer):
+    """The HTTP server with its store, options and the seeded fault sequence."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: _Store, options: SimulatorOptions) -> None:
+        self.store = store
+        self.options = options
+        self.stopping = threading.Event()
+        self._faults = 0
+        self._fault_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def next_fault(self) -> str | None:
+        """The fault for the next request, drawn in arrival order from the seed."""
+        with self._fault_lock:
+            n = self._faults
+            self._faults += 1
+        draw = _uniform(self.options.seed, "fault", n)
+        o = self.options
+        for name, rate in (
+            ("error", o.error_rate),
+            ("timeout", o.timeout_rate),
+            ("drop", o.drop_rate),
+            ("lost_response", o.lost_response_rate),
+        ):
+            if draw < rate:
+                return name
+            draw -= rate
+        return None
+
+    def server_close(self) -> None:
+        """Wake handlers sleeping out a timeout, then close the socket and the store."""
+        self.stopping.set()
+        super().server_close()
+        self.store.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DCCSimulatorServer
+    protocol_version = "HTTP/1.1"
+    server_version = "DCCSimulator/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access lines go to the debug log, not stderr; they hold paths, never bodies."""
+        log.debug("http", line=format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, document: object, **headers: str) -> None:
+        self._send(status, json.dumps(document).encode(), "application/json", **headers)
+
+    def _error(self, status: int, message: str, **headers: str) -> None:
+        self._json(status, {"error": message}, **headers)
+
+    def _read_json(self) -> object:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise BadRequest("Content-Length: missing")
+        try:
+            size = int(length)
+        except ValueError:
+            raise BadRequest("Content-Length: not a number") from None
+        if size < 0 or size > MAX_BODY:
+            raise BadRequest(f"Content-Length: must be between 0 and {MAX_BODY}")
+        raw = self.rfile.read(size)
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"body: not valid JSON ({exc.__class__.__name__})") from None
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        """Route, apply the injected fault, and turn any failure into a reply, never a
+        traceback to the client."""
+        routes = {
+            ("GET", "/v1/health"): None,
+            ("POST", "/v1/requests"): self._requests,
+            ("POST", "/v1/outcomes"): self._outcomes,
+            ("GET", "/v1/inventory"): self._inventory,
+        }
+        path = self.path.split("?", 1)[0]
+        if (method, path) not in routes:
+            known = {p for _, p in routes}
+            if path in known:
+                self._error(405, f"{method} not allowed on {path}")
+            else:
+                self._error(404, f"no such endpoint: {path}")
+            return
+        handler = routes[(method, path)]
+        if handler is None:
+            self._json(200, {"status": "ok"})
+            return
+        options = self.server.options
+        if options.latency_ms:
+            self.server.stopping.wait(options.latency_ms / 1000)
+        fault = self.server.next_fault()
+        try:
+            body = self._read_json() if method == "POST" else None
+            if fault == "error":
+                log.info("fault", kind="error", path=path)
+                self._error(503, "injected fault: service unavailable")
+                return
+            if fault == "timeout":
+                log.info("fault", kind="timeout", path=path)
+                self.server.stopping.wait(options.timeout_sleep_s)
+                with contextlib.suppress(OSError):
+                    self._error(504, "injected fault: timed out")
+                return
+            if fault == "drop":
+                log.info("fault", kind="drop", path=path)
+                self._drop()
+                return
+            status, document, headers, text = handler(body)
+            if fault == "lost_response":
+                log.info("fault", kind="lost_response", path=path)
+                self._drop()
+                return
+            if text is not None:
+                self._send(status, text, "application/x-ndjson", **headers)
+            else:
+                self._json(status, document, **headers)
+        except BadRequest as exc:
+            self._error(400, str(exc))
+        except Exception:
+            log.exception("internal_error", path=path)
+            with contextlib.suppress(OSError):
+                self._error(500, "internal error in the simulator; see its log")
+
+    def _drop(self) -> None:
+        """Close without a byte of response, as a network failure would."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(2)
+
+    def _requests(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
+        items = _parse_requests(body)
+        try:
+            results = self.server.store.submit(items)
+        except OverCapacity as exc:
+            log.info("over_capacity", requests=len(items), retry_after=exc.retry_after)
+            message = f"supplier {exc.supplier} is over its capacity for the simulated day"
+            return 429, {"error": message}, {"Retry-After": str(exc.retry_after)}, None
+        except ChunkTooLarge as exc:
+            return 413, {"error": str(exc)}, {}, None
+        counts = Counter(r["status"] for r in results)
+        log.info(
+            "requests",
+            received=len(items),
+            accepted=counts["ACCEPTED"],
+            duplicate=counts["DUPLICATE"],
+            conflict=counts["CONFLICT"],
+        )
+        return 200, {"results": results}, {}, None
+
+    def _outcomes(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
+        keys = _parse_keys(body)
+        outcomes = self.server.store.outcomes(keys)
+        counts = Counter(o["state"] for o in outcomes)
+        log.info("outcomes", keys=len(keys), **{k.lower(): v for k, v in counts.items()})
+        return 200, {"outcomes": outcomes}, {}, None
+
+    def _inventory(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
+        devices = self.server.store.inventory()
+        log.info("inventory", devices=len(devices))
+        text = "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in devices)
+        return 200, None, {}, text.encode()
+
+
+def make_server(
+    host: str, port: int, state_dir: Path, options: SimulatorOptions
+) -> ThreadingHTTPServer:
+    """A bound, not yet serving, simulator; port 0 picks a free port (see server_address).
+
+    Call serve_forever() to run it and shutdown() then server_close() to stop it.
+    """
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = _Store(state_dir / STATE_FILE, options)
+    try:
+        return DCCSimulatorServer((host, port), store, options)
+    except BaseException:
+        store.close()
+        raise
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    state_dir: Path = Path("dcc-simulator-state"),
+    options: SimulatorOptions | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly: in-flight requests finish their
+    transaction and the store is closed, so nothing acknowledged is lost."""
+    server = make_server(host, port, state_dir, options or SimulatorOptions())
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    worker = threading.Thread(target=server.serve_forever, name="dcc-simulator", daemon=True)
+    worker.start()
+    bound_host, bound_port = server.server_address[:2]
+    log.info("dcc_simulator_started", host=bound_host, port=bound_port, state_dir=str(state_dir))
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        worker.join()
+        server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("dcc_simulator_stopped")
