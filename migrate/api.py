@@ -70,11 +70,12 @@ def ingest(
     mappings_dir: Path | None = None,
 ) -> IngestRun:
     """`migrate ingest`: canonical devices, installations, quarantine and duplicates on disk."""
+    from migrate.ingest import OutputWriter
     from migrate.ingest import ingest as ingest_extracts
-    from migrate.ingest import write_outputs
 
-    ingested = ingest_extracts(extracts, mapping, mappings_dir=mappings_dir)
-    return IngestRun(ingested.summary, write_outputs(ingested, out_dir))
+    with OutputWriter(out_dir) as writer:
+        ingested = ingest_extracts(extracts, mapping, mappings_dir=mappings_dir, writer=writer)
+        return IngestRun(ingested.summary, writer.finish(ingested.summary))
 
 
 def list_mappings(mappings_dir: Path | None = None) -> list[Mapping]:

@@ -298,9 +298,14 @@ def _issue_rows(positions: np.ndarray, field_name: str, rows: pa.Table, column: 
 
 
 def ingest(
-    paths: Sequence[Path], mapping: Mapping | str, *, mappings_dir: Path | None = None
+    paths: Sequence[Path],
+    mapping: Mapping | str,
+    *,
+    mappings_dir: Path | None = None,
+    writer: OutputWriter | None = None,
 ) -> Ingested:
-    """Read, normalise, deduplicate and group; every row accounted for in the summary."""
+    """Read, normalise, deduplicate and group; every row accounted for in the summary. With
+    a writer, each output starts on its way to disk as soon as it is final."""
     if isinstance(mapping, str):
         # Which file a name resolved to: a local folder's copy may stand in for a shipped one.
         path = MAPPINGS.resolve(mapping, mappings_dir)
@@ -344,6 +349,10 @@ def ingest(
     keep = accepted[device_position]
     devices = devices.filter(pa.array(keep))
     device_codes = codes[device_position[keep]]
+    device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
+    device_table = device_table.cast(DEVICE_SCHEMA)
+    if writer is not None:
+        writer.parquet(device_table, "devices.parquet")
     installations = build_installations(
         rows,
         codes,
@@ -355,7 +364,6 @@ def ingest(
         file_names=file_names,
         disputed={name: disputed for name, _, disputed in conflicts},
     )
-    device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
     quarantine = _row_issues(errors, file_names)
     warnings = _row_issues(
@@ -396,9 +404,10 @@ def ingest(
         duplicates=summary.duplicates,
         balanced=summary.balanced,
     )
-    return Ingested(
-        summary, device_table.cast(DEVICE_SCHEMA), installations, quarantine, warnings, duplicates
-    )
+    ingested = Ingested(summary, device_table, installations, quarantine, warnings, duplicates)
+    if writer is not None:
+        _write_after_devices(writer, ingested)
+    return ingested
 
 
 def _repeated_devices(devices: pa.Table) -> pa.Table:
@@ -485,34 +494,59 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, use_dictionary=dictionary)
 
 
-def write_outputs(ingested: Ingested, out_dir: Path) -> list[Path]:
-    """All outputs or none: written to a scratch folder beside out_dir, then moved in."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir.parent))
-    try:
-        # Arrow's writers release the GIL: the big tables are written side by side.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            jobs = [
-                pool.submit(_write_parquet, ingested.devices, scratch / "devices.parquet"),
-                pool.submit(
-                    _write_parquet, ingested.installations, scratch / "installations.parquet"
-                ),
-                pool.submit(_write_parquet, ingested.quarantine, scratch / "quarantine.parquet"),
-                pool.submit(write_csv, ingested.quarantine, scratch / "quarantine.csv"),
-                pool.submit(write_csv, ingested.warnings, scratch / "warnings.csv"),
-                pool.submit(write_csv, ingested.duplicates, scratch / "duplicates.csv"),
-            ]
-            for job in jobs:
-                job.result()
-        (scratch / "summary.json").write_text(
-            json.dumps(ingested.summary.as_dict(), indent=2, sort_keys=True) + "\n",
-            encoding="utf-8",
+class OutputWriter:
+    """All outputs or none: each is written to a scratch folder beside out_dir as soon as it
+    is final (Arrow's writers release the GIL, so writing overlaps the work still to do), and
+    only moved into out_dir once every one is written."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir.parent))
+        self._pool = ThreadPoolExecutor(max_workers=2)
+        self._jobs: list[Future[None]] = []
+
+    def parquet(self, table: pa.Table, name: str) -> None:
+        self._jobs.append(self._pool.submit(_write_parquet, table, self.scratch / name))
+
+    def csv(self, table: pa.Table, name: str) -> None:
+        self._jobs.append(self._pool.submit(write_csv, table, self.scratch / name))
+
+    def finish(self, summary: IngestSummary) -> list[Path]:
+        for job in self._jobs:
+            job.result()
+        (self.scratch / "summary.json").write_text(
+            json.dumps(summary.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        out_dir.mkdir(exist_ok=True)
+        self.out_dir.mkdir(exist_ok=True)
         written = []
         for name in OUTPUT_FILES:
-            os.replace(scratch / name, out_dir / name)
-            written.append(out_dir / name)
+            os.replace(self.scratch / name, self.out_dir / name)
+            written.append(self.out_dir / name)
         return written
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def write_outputs(ingested: Ingested, out_dir: Path) -> list[Path]:
+    """Every output of an ingest already made, whole or not at all."""
+    with OutputWriter(out_dir) as writer:
+        writer.parquet(ingested.devices, "devices.parquet")
+        _write_after_devices(writer, ingested)
+        return writer.finish(ingested.summary)
+
+
+def _write_after_devices(writer: OutputWriter, ingested: Ingested) -> None:
+    writer.parquet(ingested.installations, "installations.parquet")
+    writer.parquet(ingested.quarantine, "quarantine.parquet")
+    writer.csv(ingested.quarantine, "quarantine.csv")
+    writer.csv(ingested.warnings, "warnings.csv")
+    writer.csv(ingested.duplicates, "duplicates.csv")
