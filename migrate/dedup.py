@@ -85,3 +85,21 @@ def _take_chunked(texts: pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
         for chunk in np.unique(which)
     ]
     return pa.concat_arrays(parts)
+
+
+def repeated(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Where a (non-null) value occurs more than once: the same nomination by hash and
+    confirmation on the text, for identifiers (a device id, an MPAN) over a whole estate."""
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values])
+    values = values.cast(pa.string())
+    flags = np.zeros(len(values), dtype=bool)
+    present = np.flatnonzero(pc.is_valid(values).to_numpy(zero_copy_only=False))
+    if len(present) < 2:
+        return flags
+    kept = values if len(present) == len(values) else values.take(pa.array(present))
+    hashes = np.concatenate([row_hashes(chunk) for chunk in kept.chunks])
+    duplicate, original = find_duplicates(hashes, kept)
+    flags[present[duplicate]] = True
+    flags[present[original]] = True
+    return flags

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from migrate.dedup import find_duplicates, row_hashes, row_text
+from migrate.dedup import find_duplicates, repeated, row_hashes, row_text
 from migrate.extract import UnreadableRow, open_extract
 from migrate.installations import (
     ROW_FIELDS,
@@ -413,13 +413,7 @@ def ingest(
 def _repeated_devices(devices: pa.Table) -> pa.Table:
     """Accepted devices whose id is listed more than once: a warning here, since a device
     cannot hang off two hubs; validation excludes every installation involved."""
-    ids = devices.column("device_id")
-    hashes = np.concatenate([row_hashes(chunk) for chunk in ids.chunks] or [np.empty(0, np.uint64)])
-    duplicate, original = find_duplicates(hashes, ids)
-    repeated = np.zeros(devices.num_rows, dtype=bool)
-    repeated[duplicate] = True
-    repeated[original] = True
-    hit = devices.filter(pa.array(repeated))
+    hit = devices.filter(pa.array(repeated(devices.column("device_id"))))
     return _issues_of(
         hit, "(device_id)", hit.column("device_id"), RowWarning.DUPLICATE_DEVICE_ID.value, "warning"
     )

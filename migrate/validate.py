@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from migrate.cohort.firmware_order import order_keys
 from migrate.cohort.spec import CohortRules, Combination
+from migrate.dedup import repeated
 from migrate.installations import first_positions, take_or_null
 from migrate.model import (
     COMBINATION_SLOTS,
@@ -224,19 +225,9 @@ def _flag_duplicates(
     """A device or an MPxN in two installations (or twice in one): which is right cannot be
     told, so every installation involved is excluded."""
     if devices.num_rows:
-        ids = pc.dictionary_encode(devices.column("device_id").combine_chunks())
-        device_codes = ids.indices.to_numpy(zero_copy_only=False)
-        repeated = np.bincount(device_codes) > 1
-        reasons.flag_codes(R.DUPLICATE_DEVICE, codes[repeated[device_codes]])
+        reasons.flag_codes(R.DUPLICATE_DEVICE, codes[repeated(devices.column("device_id"))])
     for name in ("mpan_core", "mprn"):
-        values = installations.column(name).combine_chunks()
-        encoded = pc.dictionary_encode(values)
-        value_codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-        present = value_codes >= 0
-        repeated = np.bincount(value_codes[present], minlength=len(encoded.dictionary)) > 1
-        mask = np.zeros(installations.num_rows, dtype=bool)
-        mask[present] = repeated[value_codes[present]]
-        reasons.flag(R.DUPLICATE_MPXN, mask)
+        reasons.flag(R.DUPLICATE_MPXN, repeated(installations.column(name)))
 
 
 def _flag_devices(

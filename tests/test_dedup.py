@@ -34,3 +34,10 @@ def test_a_hash_collision_never_makes_different_rows_duplicates() -> None:
     duplicate, original = find_duplicates(colliding, texts)
     assert duplicate.tolist() == [2]
     assert original.tolist() == [0]
+
+
+def test_repeated_marks_every_copy_and_never_a_null() -> None:
+    from migrate.dedup import repeated
+
+    values = pa.chunked_array([pa.array(["a", None, "b"]), pa.array(["a", None, "c", "b"])])
+    assert repeated(values).tolist() == [True, False, True, True, False, False, True]
