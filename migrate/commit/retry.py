@@ -1,0 +1,79 @@
+"""The retry policy for gateway calls: only transient errors, backing off, always with a stop.
+
+Retrying is safe only because every submission carries an idempotency key: a resend after a
+lost response comes back DUPLICATE instead of migrating twice. Terminal errors are raised at
+once, since the same request would be refused again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from migrate.errors import TransientError
+
+__all__ = ["RetryAfterWait", "retrying"]
+
+T = TypeVar("T")
+
+
+class RetryAfterWait:
+    """Capped exponential backoff with jitter, but never shorter than a 429's Retry-After.
+
+    The backoff spreads retries from many workers; Retry-After is the server saying when
+    capacity returns, so retrying before it would only spend another 429.
+    """
+
+    def __init__(self, initial: float = 0.2, maximum: float = 10.0, jitter: float = 1.0) -> None:
+        # wait_exponential + wait_random is wait_exponential_jitter, written so that it means
+        # the same on every tenacity >= 9.0 (whose wait_exponential_jitter arguments moved).
+        self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, jitter)
+        self._maximum = maximum
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = min(self._maximum, float(self._backoff(retry_state)))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > delay:
+            delay = float(retry_after)
+        return delay
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    attempts: int = 8,
+    max_delay_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    initial_wait_s: float = 0.2,
+    max_wait_s: float = 10.0,
+) -> T:
+    """Call `call`, retrying TransientError until it succeeds or a stop is reached.
+
+    Stops after `attempts` calls, or before a wait that would end more than `max_delay_s`
+    after the first call (so a long Retry-After is handed back to the caller at once rather
+    than slept through); then the last error is re-raised as is. Any other exception is
+    raised on the first occurrence. `sleep` is where the waiting happens (tests pass a fake).
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    controller = Retrying(
+        retry=retry_if_exception_type(TransientError),
+        wait=RetryAfterWait(initial=initial_wait_s, maximum=max_wait_s),
+        stop=stop_after_attempt(attempts) | stop_before_delay(max_delay_s),
+        sleep=sleep,
+        reraise=True,
+    )
+    return controller(call)
