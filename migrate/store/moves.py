@@ -1,0 +1,121 @@
+"""Moving requests between states in the store: the state change and its audit record in
+the caller's transaction, or neither.
+
+Every move names the state it expects the request to be in; a request found in another
+state (a second worker got there first, or an operator withdrew it) refuses the whole set,
+so that a transaction never half-applies a batch of moves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from migrate.errors import TerminalError
+from migrate.store import audit_log
+from migrate.store.schema import requests
+from migrate.store.states import RequestState, check_transition
+
+
+@dataclass(frozen=True)
+class Move:
+    """One request from `source` to `target`; `attempted` counts a submission towards the
+    cohort's attempt limit."""
+
+    idempotency_key: str
+    batch: str
+    installation_id: str
+    source: RequestState
+    target: RequestState
+    reason: str | None = None
+    attempted: bool = False
+
+
+class StaleState(TerminalError):
+    """A request was not in the state a move expected: someone else moved it first."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        shown = ", ".join(keys[:5]) + (" ..." if len(keys) > 5 else "")
+        super().__init__(f"{len(keys)} request(s) were no longer in the expected state: {shown}")
+
+
+def apply_moves(
+    connection: Connection,
+    moves: Sequence[Move],
+    *,
+    actor: str,
+    command: str,
+    inputs: Mapping[str, str],
+    key: bytes | None,
+) -> int:
+    """Apply every move and append its audit record, in the caller's transaction. Raises
+    IllegalTransition before writing anything, StaleState if a request had moved on (the
+    caller's transaction then rolls back). Returns the audit head."""
+    for move in moves:
+        check_transition(move.source, move.target, move.idempotency_key)
+    if not moves:
+        return audit_log.append(
+            connection, [], actor=actor, command=command, inputs=inputs, key=key
+        )
+    now = dt.datetime.now(dt.UTC)
+    statement = (
+        update(requests)
+        .where(requests.c.idempotency_key == bindparam("k"))
+        .where(requests.c.state == bindparam("expected"))
+        .values(
+            state=bindparam("target"),
+            reason=bindparam("why"),
+            attempts=requests.c.attempts + bindparam("tried"),
+            updated_at=bindparam("at"),
+        )
+    )
+    changed = connection.execute(
+        statement,
+        [
+            {
+                "k": move.idempotency_key,
+                "expected": move.source.value,
+                "target": move.target.value,
+                "why": move.reason,
+                "tried": 1 if move.attempted else 0,
+                "at": now,
+            }
+            for move in moves
+        ],
+    ).rowcount
+    if changed != len(moves):
+        raise StaleState(_not_moved(connection, moves))
+    return audit_log.append(
+        connection,
+        [
+            {
+                "batch": move.batch,
+                "installation_id": move.installation_id,
+                "idempotency_key": move.idempotency_key,
+                "from_state": move.source.value,
+                "to_state": move.target.value,
+                "reason": move.reason,
+            }
+            for move in moves
+        ],
+        actor=actor,
+        command=command,
+        inputs=inputs,
+        key=key,
+    )
+
+
+def _not_moved(connection: Connection, moves: Sequence[Move]) -> list[str]:
+    """The moves whose request is not now in its target state: the ones that found it moved."""
+    found = dict(
+        connection.execute(
+            select(requests.c.idempotency_key, requests.c.state).where(
+                requests.c.idempotency_key.in_([m.idempotency_key for m in moves])
+            )
+        ).all()
+    )
+    return [m.idempotency_key for m in moves if found.get(m.idempotency_key) != m.target.value]
