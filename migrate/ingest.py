@@ -227,8 +227,9 @@ def _add_unreadable(
             }
         ).select(collected.issues[-1].column_names)
     )
-    # Texts that repeat nothing: an unreadable row is never called a duplicate.
-    marks = pa.array([f"\x00unreadable\x00{file_index}:{row.row}" for row in unreadable])
+    # Its cells, marked apart from parsed rows' texts: a ragged line repeated exactly is a
+    # duplicate like any other, and never the duplicate of a row that could be read.
+    marks = pa.array(["\x00ragged\x00" + "\x1f".join(row.cells) for row in unreadable])
     collected.texts.append(marks)
     collected.hashes.append(row_hashes(marks))
 
