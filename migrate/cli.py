@@ -355,7 +355,8 @@ def stage(
     else:
         stdout.print(
             f"batch {result.batch}: staged {result.staged:,} requests ({result.devices:,} "
-            f"devices); {result.already:,} were staged already; audit head {result.audit_head}",
+            f"devices); {result.already:,} were staged already; the audit log now holds "
+            f"{result.audit_head:,} records",
             highlight=False,
         )
 
@@ -389,9 +390,16 @@ def audit_verify(db: DbUrl = None) -> None:
         _fail(error)
     if result.ok:
         stdout.print(
-            f"audit log verifies: {result.count:,} records, head {result.head_hash}",
+            f"audit log verifies: {result.count:,} records, head hash {result.head_hash}",
             highlight=False,
         )
+        if not os.environ.get("MIGRATE_AUDIT_KEY"):
+            stdout.print(
+                "note: without MIGRATE_AUDIT_KEY the records' MACs are not checked, so a log "
+                "re-sealed after an edit would pass; compare the head hash with a copy kept "
+                "outside the database.",
+                highlight=False,
+            )
         return
     stderr.print(f"[bold red]audit log does not verify:[/] {escape(result.problem or '')}")
     raise typer.Exit(EXIT_DATA_PROBLEMS)

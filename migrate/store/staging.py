@@ -50,7 +50,8 @@ class FingerprintConflict(TerminalError):
         shown = ", ".join(installations[:10]) + (" ..." if len(installations) > 10 else "")
         super().__init__(
             f"{len(installations)} request key(s) are already staged with another payload "
-            f"fingerprint: {shown}. The store keeps the first; withdraw it or plan again."
+            f"fingerprint: {shown}. The store keeps the first: find out which payload is right "
+            "before staging these installations again."
         )
 
 
@@ -76,7 +77,12 @@ def _head(path: Path) -> dict[str, Any]:
             if line.rstrip().endswith(b"["):
                 break
             key, _, value = line.decode("utf-8").partition(": ")
-            fields[json.loads(key)] = json.loads(value.rstrip().rstrip(","))
+            try:
+                fields[json.loads(key)] = json.loads(value.rstrip().rstrip(","))
+            except json.JSONDecodeError:
+                raise InputError(
+                    path, "not laid out as `migrate plan` writes plans (one key a line)"
+                ) from None
     if fields.get("plan_version") != 1:
         raise InputError(path, "not a plan of version 1")
     return fields
