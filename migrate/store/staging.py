@@ -241,6 +241,19 @@ def stage(
         )
         if clashes:
             raise FingerprintConflict(clashes)
+        if known is None and existing and len(existing) == len(keys):
+            elsewhere = sorted(
+                connection.execute(
+                    select(requests.c.batch)
+                    .where(requests.c.idempotency_key.in_(keys[:LOOKUP]))
+                    .distinct()
+                ).scalars()
+            )
+            raise InputError(
+                plan_path,
+                f"every request of this plan is already staged, in batch(es) "
+                f"{', '.join(elsewhere)}: a second batch {batch!r} would hold nothing",
+            )
         if known is None:
             connection.execute(
                 insert(batches).values(

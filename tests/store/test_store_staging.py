@@ -213,3 +213,10 @@ def test_staged_payloads_are_the_planned_bytes_their_fingerprints_cover(  # type
         assert json.loads(text) == entry["payload"]
     assert dated.state == "STAGED" and dated.planned_date.isoformat() == plan["as_of"]
     assert dated.updated_at is not None
+
+
+def test_staging_a_staged_plan_under_another_batch_name_is_refused(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    with pytest.raises(InputError, match=r"already staged, in batch\(es\) moc-1"):
+        stage(store, plan_file, batch="moc-again", actor="tester", key=None)
+    assert [c.batch for c in batch_status(store)] == ["moc-1"]
