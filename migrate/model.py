@@ -145,5 +145,17 @@ class InstallationReason(StrEnum):
     COMBINATION_NOT_YET_LISTED = "COMBINATION_NOT_YET_LISTED"  # listed after the plan's date
 
 
+# A request payload lists each device as an array in this order: the wire format that the
+# plan writes, staging checks and the DCC (its simulator here) reads.
+PAYLOAD_DEVICE_FIELDS = (
+    "device_id",
+    "device_type",
+    "manufacturer",
+    "model",
+    "firmware_version",
+    "msn",
+    "mpxn",
+)
+
 # The device types an eligible product combination names; type 2 devices are set aside.
 COMBINATION_SLOTS = (DeviceType.CHF, DeviceType.ESME, DeviceType.GSME, DeviceType.PPMID)

@@ -27,18 +27,10 @@ from migrate.cohort.spec import CohortRules
 from migrate.errors import ConfigError
 from migrate.ingest import Ingested, ingest
 from migrate.mapping.loader import MAPPINGS
+from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
 from migrate.validate import Validation, validate
 
 PLAN_VERSION = 1
-DEVICE_FIELDS = (
-    "device_id",
-    "device_type",
-    "manufacturer",
-    "model",
-    "firmware_version",
-    "msn",
-    "mpxn",
-)
 PAYLOAD_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
 EXCLUDED_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
 FINDING_FIELDS = ("device_id", "device_type", "manufacturer", "model", "firmware_version")

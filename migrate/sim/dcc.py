@@ -30,6 +30,9 @@ from typing import Any
 
 from migrate.logs import get_logger
 
+# A payload may name another order for its device arrays in its own "device_fields".
+from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
+
 __all__ = [
     "DEVICE_FIELDS",
     "GAS_SIDE_TYPES",
@@ -42,17 +45,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-# The order of a device array in a payload (the plan's DEVICE_FIELDS); a payload may name
-# another order in its own "device_fields".
-DEVICE_FIELDS = (
-    "device_id",
-    "device_type",
-    "manufacturer",
-    "model",
-    "firmware_version",
-    "msn",
-    "mpxn",
-)
 # Devices left uncommissioned when the gas HAN fails (GT01): the gas meter.
 GAS_SIDE_TYPES = frozenset({"GSME"})
 STATE_FILE = "dcc-simulator.sqlite3"
