@@ -7,8 +7,8 @@ import codecs
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
+from reader_checks import read_all
 
 from migrate.errors import InputError
 from migrate.extract import open_extract
@@ -21,23 +21,6 @@ REQUIRED = ["MPAN", "Serial"]
 def write(path: Path, lines: list[str], *, encoding: str = "utf-8", newline: str = "\n") -> Path:
     path.write_bytes((newline.join(lines) + newline).encode(encoding))
     return path
-
-
-def read_all(reader: DelimitedReader) -> tuple[list[dict[str, str]], list[int]]:
-    """Every data row, and its row number as found in the file (after the batches are done)."""
-    rows: list[dict[str, str]] = []
-    ordinals: list[np.ndarray] = []
-    for batch, batch_ordinals in reader.batches():
-        assert batch.schema.names == reader.columns
-        assert all(field.type == pa.string() for field in batch.schema)
-        assert len(batch_ordinals) == batch.num_rows
-        rows.extend(batch.to_pylist())
-        ordinals.append(batch_ordinals)
-    if not ordinals:
-        return rows, []
-    every = np.concatenate(ordinals)
-    assert np.all(np.diff(every) > 0), "ordinals must rise in file order"
-    return rows, reader.source_rows(every).tolist()
 
 
 def count_batches(reader: DelimitedReader) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import openpyxl
-import pyarrow as pa
 import pytest
+from reader_checks import read_all
 
 from migrate.errors import InputError
 from migrate.extract import open_extract
@@ -29,22 +29,6 @@ def workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
             sheet.append(row)
     book.save(path)
     return path
-
-
-def read_all(reader: ExcelReader) -> tuple[list[dict[str, str]], list[int]]:
-    rows: list[dict[str, str]] = []
-    ordinals: list[np.ndarray] = []
-    for batch, batch_ordinals in reader.batches():
-        assert batch.schema.names == reader.columns
-        assert all(field.type == pa.string() for field in batch.schema)
-        assert len(batch_ordinals) == batch.num_rows
-        rows.extend(batch.to_pylist())
-        ordinals.append(batch_ordinals)
-    if not ordinals:
-        return rows, []
-    every = np.concatenate(ordinals)
-    assert np.all(np.diff(every) > 0)
-    return rows, reader.source_rows(every).tolist()
 
 
 def test_header_below_title_rows_and_a_blank_row(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from reader_checks import read_all
 
 from migrate.errors import InputError
 from migrate.extract import open_extract
@@ -22,20 +23,6 @@ REQUIRED = ["mpxn number", "device id"]
 def write(path: Path, columns: dict[str, pa.Array], **options: object) -> Path:
     pq.write_table(pa.table(columns), path, **options)
     return path
-
-
-def read_all(reader: ParquetReader) -> tuple[list[dict[str, str | None]], list[int]]:
-    rows: list[dict[str, str | None]] = []
-    ordinals: list[np.ndarray] = []
-    for batch, batch_ordinals in reader.batches():
-        assert batch.schema.names == reader.columns
-        assert all(field.type == pa.string() for field in batch.schema)
-        assert len(batch_ordinals) == batch.num_rows
-        rows.extend(batch.to_pylist())
-        ordinals.append(batch_ordinals)
-    if not ordinals:
-        return rows, []
-    return rows, reader.source_rows(np.concatenate(ordinals)).tolist()
 
 
 def single_column(tmp_path: Path, column: pa.Array) -> list[str | None]:
