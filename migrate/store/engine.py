@@ -70,7 +70,7 @@ def make_engine(url: str | None = None) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option(
         "script_location", str(Path(str(resources.files("migrate.store"))) / "migrations")
@@ -79,7 +79,7 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
@@ -97,7 +97,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest version; returns (from, to)."""
     before = current_revision(engine)
-    config = _alembic_config()
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -19,11 +19,17 @@ from migrate.store import audit_log
 from migrate.store.schema import requests
 from migrate.store.states import RequestState, check_transition
 
+LOOKUP = 5_000
+
 
 @dataclass(frozen=True)
 class Move:
-    """One request from `source` to `target`; `attempted` counts a submission towards the
-    cohort's attempt limit."""
+    """One request from `source` to `target`.
+
+    `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit; `sent`
+    counts a send; `worker` is the commit worker holding the request afterwards (None: no
+    one); `retryable` says, for a FAILED request, whether a later attempt may cure it.
+    """
 
     idempotency_key: str
     batch: str
@@ -32,6 +38,9 @@ class Move:
     target: RequestState
     reason: str | None = None
     attempted: bool = False
+    sent: bool = False
+    worker: str | None = None
+    retryable: bool | None = None
 
 
 class StaleState(TerminalError):
@@ -70,6 +79,9 @@ def apply_moves(
             state=bindparam("target"),
             reason=bindparam("why"),
             attempts=requests.c.attempts + bindparam("tried"),
+            sends=requests.c.sends + bindparam("sent"),
+            worker=bindparam("worker"),
+            retryable=bindparam("retryable"),
             updated_at=bindparam("at"),
         )
     )
@@ -82,6 +94,9 @@ def apply_moves(
                 "target": move.target.value,
                 "why": move.reason,
                 "tried": 1 if move.attempted else 0,
+                "sent": 1 if move.sent else 0,
+                "worker": move.worker,
+                "retryable": move.retryable,
                 "at": now,
             }
             for move in moves
@@ -107,6 +122,23 @@ def apply_moves(
         inputs=inputs,
         key=key,
     )
+
+
+def current_states(
+    connection: Connection, keys: Sequence[str], *, lock: bool = True
+) -> dict[str, RequestState]:
+    """The state of each request now; with `lock`, PostgreSQL holds the rows for the caller's
+    transaction (SQLite's writing transaction holds the whole database already), so that
+    moves built on these states cannot be overtaken before they are applied."""
+    found: dict[str, RequestState] = {}
+    for start in range(0, len(keys), LOOKUP):
+        query = select(requests.c.idempotency_key, requests.c.state).where(
+            requests.c.idempotency_key.in_(keys[start : start + LOOKUP])
+        )
+        if lock and connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found.update({key: RequestState(state) for key, state in connection.execute(query)})
+    return found
 
 
 def _not_moved(connection: Connection, moves: Sequence[Move]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -81,10 +82,27 @@ requests = Table(
     Column("planned_date", Date),
     Column("payload", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The commit worker holding the request while it is SUBMITTING or ACCEPTED.
+    Column("worker", String(64)),
+    # For a FAILED request: whether a later attempt may cure it.
+    Column("retryable", Boolean),
+    # Times the request was sent; each send is a row of `attempts`.
+    Column("sends", Integer, nullable=False, default=0, server_default="0"),
     ForeignKeyConstraint(
         ["batch", "installation_id"], ["installations.batch", "installations.installation_id"]
     ),
     Index("requests_batch_state", "batch", "state"),
+    Index("requests_claim", "batch", "state", "planned_date", "idempotency_key"),
+)
+
+# New requests sent per supplier per day, shared by every worker, so that together they keep
+# within the cohort's daily capacity.
+capacity_use = Table(
+    "capacity_use",
+    metadata,
+    Column("supplier_mpid", String(20), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("used", Integer, nullable=False),
 )
 
 attempts = Table(

@@ -3,7 +3,8 @@ make one, with its audit record, in the same transaction.
 
     STAGED -> SUBMITTING -> ACCEPTED -> MIGRATED
        |          |             +-----> FAILED (retryable or permanent)
-       |          +-- transient error: back to STAGED, attempt + 1
+       |          |             +-----> STAGED (unknown at the DCC, or stuck: requeue)
+       |          +-- DCC unavailable: back to STAGED (not an attempt)
        +-- WITHDRAWN (operator)                FAILED (retryable) -> STAGED (requeue)
 """
 
@@ -29,7 +30,9 @@ TRANSITIONS: dict[RequestState | None, frozenset[RequestState]] = {
     None: frozenset({S.STAGED}),
     S.STAGED: frozenset({S.SUBMITTING, S.WITHDRAWN}),
     S.SUBMITTING: frozenset({S.ACCEPTED, S.STAGED, S.FAILED}),
-    S.ACCEPTED: frozenset({S.MIGRATED, S.FAILED}),
+    # ACCEPTED -> STAGED: the DCC no longer knows the key, or an operator requeues a request
+    # stuck waiting for its outcome; the resend with the same key is harmless.
+    S.ACCEPTED: frozenset({S.MIGRATED, S.FAILED, S.STAGED}),
     S.FAILED: frozenset({S.STAGED}),
     S.MIGRATED: frozenset(),
     S.WITHDRAWN: frozenset(),

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from migrate.errors import ConfigError, InputError
 from migrate.plan import make_plan
 from migrate.store import audit_log
-from migrate.store.engine import make_engine, require_current, upgrade
+from migrate.store.engine import (
+    alembic_config,
+    head_revision,
+    make_engine,
+    require_current,
+    upgrade,
+)
 from migrate.store.progress import batch_status
 from migrate.store.schema import audit, devices, installations, requests
 from migrate.store.staging import FingerprintConflict, StalePlan, stage
@@ -52,12 +60,47 @@ def test_a_store_must_be_upgraded_before_use_and_says_how(db_url: str) -> None:
     with pytest.raises(ConfigError, match="run `migrate db upgrade`"):
         require_current(engine)
     before, after = upgrade(engine)
-    assert (before, after) == (None, "0001")
+    assert (before, after) == (None, head_revision())
     require_current(engine)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
-    with pytest.raises(ConfigError, match="at schema version 0000, this toolkit needs 0001"):
+    with pytest.raises(
+        ConfigError, match=f"at schema version 0000, this toolkit needs {head_revision()}"
+    ):
         require_current(engine)
+    engine.dispose()
+
+
+def test_a_store_staged_at_the_first_version_upgrades_with_its_requests(
+    db_url: str, plan_file: Path
+) -> None:
+    engine = make_engine(db_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO batches VALUES ('old', 'moc', :h, 'plan.json', '{}', :at, 'tester')"
+            ),
+            {"h": "0" * 64, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+        connection.execute(
+            text("INSERT INTO installations (batch, installation_id) VALUES ('old', 'I-1')")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO requests (idempotency_key, fingerprint, batch, cohort,"
+                " installation_id, state, attempts, payload, updated_at)"
+                " VALUES ('k1', 'f1', 'old', 'moc', 'I-1', 'STAGED', 0, '{}', :at)"
+            ),
+            {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+    assert upgrade(engine) == ("0001", head_revision())
+    with engine.connect() as connection:
+        row = connection.execute(select(requests).where(requests.c.idempotency_key == "k1")).one()
+    assert (row.state, row.sends, row.worker, row.retryable) == ("STAGED", 0, None, None)
     engine.dispose()
 
 
