@@ -81,9 +81,7 @@ def test_a_store_staged_at_the_first_version_upgrades_with_its_requests(
         command.upgrade(config, "0001")
     with engine.begin() as connection:
         connection.execute(
-            text(
-                "INSERT INTO batches VALUES ('old', 'moc', :h, 'plan.json', '{}', :at, 'tester')"
-            ),
+            text("INSERT INTO batches VALUES ('old', 'moc', :h, 'plan.json', '{}', :at, 'tester')"),
             {"h": "0" * 64, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
         )
         connection.execute(
