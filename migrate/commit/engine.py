@@ -1,0 +1,833 @@
+"""The commit stage: staged requests to the DCC, each enrolled once, none lost.
+
+A worker repeats: claim a chunk of STAGED requests (moving them to SUBMITTING and drawing on
+the day's capacity, in one transaction), send it with its idempotency keys (retrying what is
+transient), record the receipts (ACCEPTED), and poll the outcomes of what it holds (MIGRATED,
+FAILED, or back to STAGED for another attempt). Every state change is written with its audit
+record and its attempt row in one transaction, after the DCC's answer it reflects; nothing is
+marked done that the DCC has not confirmed.
+
+What makes a crash harmless: a request is sent only while SUBMITTING under a live worker's
+name. A worker killed at any moment leaves its requests SUBMITTING or ACCEPTED under a dead
+name (see lease.py); the next worker adopts them and resends with the same keys, which the
+DCC answers DUPLICATE for anything it already holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+
+from migrate.commit.capacity import NO_SUPPLIER, refund, reserve, spent
+from migrate.commit.gateway import (
+    Gateway,
+    GatewayRejected,
+    GatewayUnavailable,
+    Outcome,
+    Receipt,
+    Submission,
+)
+from migrate.commit.lease import WorkerLease, new_worker_id
+from migrate.commit.retry import retrying
+from migrate.errors import ConfigError
+from migrate.logs import get_logger
+from migrate.store import audit_log
+from migrate.store.moves import Move, apply_moves, current_states
+from migrate.store.schema import attempts, batches, requests
+from migrate.store.states import RequestState
+
+log = get_logger(__name__)
+S = RequestState
+
+# Reasons the commit stage writes itself (the DCC's own reasons pass through as given).
+DCC_UNAVAILABLE = "DCC_UNAVAILABLE"
+KEY_CONFLICT = "KEY_CONFLICT"
+DCC_REJECTED = "DCC_REJECTED"
+UNKNOWN_AT_DCC = "UNKNOWN_AT_DCC"
+MAX_ATTEMPTS_EXCEEDED = "MAX_ATTEMPTS_EXCEEDED"
+ADOPTED = "ADOPTED"
+STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True)
+class CommitOptions:
+    """How a commit runs; None means the cohort's own setting."""
+
+    workers: int = 1
+    chunk: int = 500
+    poll_chunk: int = 1000
+    poll_interval_s: float = 0.5
+    # How long to keep polling requests whose outcome the DCC has not decided yet.
+    outcome_wait_s: float = 300.0
+    capacity_per_day: int | None = None
+    max_attempts: int | None = None
+    # Retryable failures go back to STAGED for another attempt (up to max_attempts).
+    requeue_failures: bool = True
+    retry_attempts: int = 8
+    retry_max_delay_s: float = 60.0
+    retry_max_wait_s: float = 10.0
+    progress_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.chunk < 1 or self.poll_chunk < 1:
+            raise ConfigError(None, "workers, chunk and poll chunk must be at least 1")
+        if self.capacity_per_day is not None and self.capacity_per_day < 1:
+            raise ConfigError(None, "the daily capacity must be at least 1", key="capacity")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ConfigError(None, "max attempts must be at least 1", key="max_attempts")
+
+
+@dataclass(frozen=True)
+class CommitProgress:
+    """The batch now, for a progress bar or a progress line."""
+
+    batch: str
+    states: dict[str, int]
+    sent: int
+    elapsed_s: float
+
+    @property
+    def total(self) -> int:
+        return sum(n for state, n in self.states.items() if state != S.WITHDRAWN)
+
+    @property
+    def settled(self) -> int:
+        return self.states.get(S.MIGRATED, 0) + self.states.get(S.FAILED, 0)
+
+
+@dataclass
+class Tally:
+    """What the run did, summed over its workers."""
+
+    sent: int = 0
+    resent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    migrated: int = 0
+    failed: int = 0
+    requeued: int = 0
+    unknown: int = 0
+    released: int = 0
+    adopted: int = 0
+    overtaken: int = 0
+
+    def add(self, other: Tally) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    batch: str
+    workers: int
+    tally: Tally
+    states: dict[str, int]
+    waiting_for_capacity: int  # STAGED, held back by today's capacity
+    stopped: bool  # by a signal or the caller
+    unavailable: str | None  # the DCC's last error, when it stayed unavailable
+    elapsed_s: float
+    audit_head: int
+
+    @property
+    def in_flight(self) -> int:
+        return self.states.get(S.SUBMITTING, 0) + self.states.get(S.ACCEPTED, 0)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing left to send or wait for (today's capacity aside)."""
+        return (
+            self.in_flight == 0
+            and self.states.get(S.STAGED, 0) == self.waiting_for_capacity
+            and not self.stopped
+            and self.unavailable is None
+        )
+
+
+class Stopping(Exception):
+    """Raised out of a backoff wait when the run is asked to stop."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A request a worker holds, as claimed or adopted."""
+
+    key: str
+    installation_id: str
+    supplier: str | None
+    fingerprint: str
+    payload: str
+    sends: int
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    key: str
+    installation_id: str
+    attempts: int
+    sends: int
+
+
+@dataclass
+class _Batch:
+    name: str
+    capacity: int
+    max_attempts: int
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Worker:
+    """One worker: its own lease, gateway and transactions; many may share a batch."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        batch: _Batch,
+        gateway: Gateway,
+        options: CommitOptions,
+        *,
+        index: int,
+        actor: str,
+        key: bytes | None,
+        stop: threading.Event,
+        clock: Callable[[], dt.datetime],
+        on_sent: Callable[[int], None],
+    ) -> None:
+        self.engine = engine
+        self.batch = batch
+        self.gateway = gateway
+        self.options = options
+        self.worker = new_worker_id(index)
+        self.actor = actor
+        self.key = key
+        self.stop = stop
+        self.clock = clock
+        self.on_sent = on_sent
+        self.tally = Tally()
+        self.unavailable: str | None = None
+        self.lease = WorkerLease(engine, self.worker)
+        self._cursor = ""
+        self._cycle_started = 0.0
+        self._inputs = {**batch.inputs, "worker": self.worker}
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        with self.lease:
+            self._adopt()
+            while not self.stop.is_set() and self.unavailable is None:
+                worked = self._send_held() or self._claim_and_send()
+                polled = self._poll()
+                if worked or polled:
+                    continue
+                if self._waiting_for_outcomes():
+                    self.stop.wait(self.options.poll_interval_s)
+                    continue
+                if not self._adopt():
+                    return
+
+    def _apply(self, connection: Connection, moves: Sequence[Move]) -> list[Move]:
+        """Apply the moves whose request is still where the move expects it (locked for this
+        transaction); a request someone else moved first is left to them."""
+        if not moves:
+            return []
+        found = current_states(connection, [m.idempotency_key for m in moves])
+        fresh = [m for m in moves if found.get(m.idempotency_key) == m.source]
+        self.tally.overtaken += len(moves) - len(fresh)
+        apply_moves(
+            connection, fresh, actor=self.actor, command="commit", inputs=self._inputs, key=self.key
+        )
+        return fresh
+
+    # -- adopting what dead workers left ----------------------------------------------------
+
+    def _adopt(self) -> int:
+        """Take over SUBMITTING and ACCEPTED requests of workers that are gone; audited."""
+        adopted = 0
+        with self.engine.begin() as connection:
+            others = connection.execute(
+                select(requests.c.worker)
+                .where(
+                    requests.c.batch == self.batch.name,
+                    requests.c.state.in_([S.SUBMITTING.value, S.ACCEPTED.value]),
+                    requests.c.worker.is_distinct_from(self.worker),
+                )
+                .distinct()
+            ).scalars()
+            for other in list(others):
+                if not self.lease.adoptable(connection, other):
+                    continue
+                rows = connection.execute(
+                    select(
+                        requests.c.idempotency_key,
+                        requests.c.installation_id,
+                        requests.c.state,
+                    ).where(
+                        requests.c.batch == self.batch.name,
+                        requests.c.state.in_([S.SUBMITTING.value, S.ACCEPTED.value]),
+                        requests.c.worker.is_(None)
+                        if other is None
+                        else requests.c.worker == other,
+                    )
+                ).all()
+                if not rows:
+                    continue
+                connection.execute(
+                    update(requests)
+                    .where(requests.c.idempotency_key == bindparam("k"))
+                    .values(worker=self.worker),
+                    [{"k": row.idempotency_key} for row in rows],
+                )
+                audit_log.append(
+                    connection,
+                    [
+                        {
+                            "batch": self.batch.name,
+                            "installation_id": row.installation_id,
+                            "idempotency_key": row.idempotency_key,
+                            "from_state": row.state,
+                            "to_state": row.state,
+                            "reason": ADOPTED,
+                        }
+                        for row in rows
+                    ],
+                    actor=self.actor,
+                    command="commit",
+                    inputs={**self._inputs, "adopted_from": other or "(none)"},
+                    key=self.key,
+                )
+                adopted += len(rows)
+        if adopted:
+            log.info("commit.adopted", batch=self.batch.name, requests=adopted)
+        self.tally.adopted += adopted
+        return adopted
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _held_query(self, state: RequestState):  # type: ignore[no-untyped-def]
+        return select(
+            requests.c.idempotency_key,
+            requests.c.installation_id,
+            requests.c.supplier_mpid,
+            requests.c.fingerprint,
+            requests.c.payload,
+            requests.c.sends,
+        ).where(requests.c.batch == self.batch.name, requests.c.state == state.value)
+
+    def _send_held(self) -> bool:
+        """Resend requests this worker holds in SUBMITTING (adopted after a crash): the same
+        keys, so the DCC answers DUPLICATE for what it already has."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                self._held_query(S.SUBMITTING)
+                .where(requests.c.worker == self.worker)
+                .order_by(requests.c.idempotency_key)
+                .limit(self.options.chunk)
+            ).all()
+            if not rows:
+                return False
+            held = [_Held(*row) for row in rows]
+            self._record_sends(connection, held)
+        self.tally.resent += len(held)
+        self._send(held, day=None)
+        return True
+
+    def _claim_and_send(self) -> bool:
+        day = self.clock().date()
+        with self.engine.begin() as connection:
+            blocked = spent(connection, day, self.batch.capacity)
+            query = self._held_query(S.STAGED)
+            if blocked:
+                query = query.where(
+                    func.coalesce(requests.c.supplier_mpid, NO_SUPPLIER).not_in(blocked)
+                )
+            query = query.order_by(requests.c.planned_date, requests.c.idempotency_key).limit(
+                self.options.chunk
+            )
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            candidates = [_Held(*row) for row in connection.execute(query)]
+            if not candidates:
+                return False
+            wanted = Counter(c.supplier or NO_SUPPLIER for c in candidates)
+            granted = reserve(connection, day, wanted, self.batch.capacity)
+            held = []
+            for candidate in candidates:
+                supplier = candidate.supplier or NO_SUPPLIER
+                if granted[supplier] > 0:
+                    granted[supplier] -= 1
+                    held.append(candidate)
+            moved = {
+                m.idempotency_key
+                for m in self._apply(
+                    connection,
+                    [
+                        Move(
+                            h.key,
+                            self.batch.name,
+                            h.installation_id,
+                            S.STAGED,
+                            S.SUBMITTING,
+                            worker=self.worker,
+                        )
+                        for h in held
+                    ],
+                )
+            }
+            refund(
+                connection,
+                day,
+                Counter(h.supplier or NO_SUPPLIER for h in held if h.key not in moved),
+            )
+            held = [h for h in held if h.key in moved]
+            if not held:
+                return False
+            self._record_sends(connection, held)
+        self._send(held, day=day)
+        return True
+
+    def _record_sends(self, connection: Connection, held: Sequence[_Held]) -> None:
+        """One attempts row per send, numbered by the request's sends."""
+        at = self.clock()
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key == bindparam("k"))
+            .values(sends=requests.c.sends + 1),
+            [{"k": h.key} for h in held],
+        )
+        connection.execute(
+            insert(attempts),
+            [
+                {
+                    "idempotency_key": h.key,
+                    "attempt": h.sends + 1,
+                    "started_at": at,
+                    "detail": f"worker={self.worker}",
+                }
+                for h in held
+            ],
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise Stopping
+
+    def _retrying(self, call: Callable[[], object]) -> object:
+        return retrying(
+            call,
+            attempts=self.options.retry_attempts,
+            max_delay_s=self.options.retry_max_delay_s,
+            max_wait_s=self.options.retry_max_wait_s,
+            sleep=self._sleep,
+        )
+
+    def _submit(self, chunk: Sequence[Submission]) -> list[Receipt | GatewayRejected]:
+        """Receipts in order; a chunk the DCC refuses as sent is halved until the refused
+        requests are found, so one bad request does not fail its neighbours."""
+        try:
+            return list(self._retrying(lambda: self.gateway.submit(chunk)))  # type: ignore[call-overload]
+        except GatewayRejected as error:
+            if len(chunk) == 1:
+                return [error]
+            middle = len(chunk) // 2
+            return self._submit(chunk[:middle]) + self._submit(chunk[middle:])
+
+    def _send(self, held: Sequence[_Held], *, day: dt.date | None) -> None:
+        """Send what this worker holds in SUBMITTING and record the receipts; `day` is the
+        capacity day they were drawn on (None for resends, which drew before)."""
+        chunk = [
+            Submission(h.key, h.fingerprint, h.installation_id, h.supplier, json.loads(h.payload))
+            for h in held
+        ]
+        self.on_sent(len(chunk))
+        self.tally.sent += len(chunk)
+        try:
+            answers = self._submit(chunk)
+        except (GatewayUnavailable, Stopping) as error:
+            self._release(held, day=day, why=error)
+            if isinstance(error, GatewayUnavailable):
+                self.unavailable = str(error)
+            return
+        self._record_receipts(held, answers)
+
+    def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
+        """Back to STAGED what was never answered, with its capacity given back."""
+        outcome = "UNAVAILABLE" if isinstance(why, GatewayUnavailable) else STOPPED
+        with self.engine.begin() as connection:
+            moved = self._apply(
+                connection,
+                [
+                    Move(
+                        h.key,
+                        self.batch.name,
+                        h.installation_id,
+                        S.SUBMITTING,
+                        S.STAGED,
+                        reason=DCC_UNAVAILABLE if outcome == "UNAVAILABLE" else STOPPED,
+                    )
+                    for h in held
+                ],
+            )
+            self._finish_attempts(connection, held, outcome, str(why)[:500] or outcome)
+            if day is not None:
+                released = {m.idempotency_key for m in moved}
+                refund(
+                    connection,
+                    day,
+                    Counter(h.supplier or NO_SUPPLIER for h in held if h.key in released),
+                )
+        self.tally.released += len(moved)
+        log.warning("commit.released", batch=self.batch.name, requests=len(moved), why=outcome)
+
+    def _finish_attempts(
+        self,
+        connection: Connection,
+        held: Sequence[_Held],
+        outcome: str | Sequence[str],
+        detail: str | Sequence[str],
+    ) -> None:
+        outcomes = [outcome] * len(held) if isinstance(outcome, str) else list(outcome)
+        details = [detail] * len(held) if isinstance(detail, str) else list(detail)
+        connection.execute(
+            update(attempts)
+            .where(
+                and_(
+                    attempts.c.idempotency_key == bindparam("k"),
+                    attempts.c.attempt == bindparam("n"),
+                )
+            )
+            .values(finished_at=bindparam("at"), outcome=bindparam("o"), detail=bindparam("d")),
+            [
+                {"k": h.key, "n": h.sends + 1, "at": self.clock(), "o": o, "d": d}
+                for h, o, d in zip(held, outcomes, details, strict=True)
+            ],
+        )
+
+    def _record_receipts(
+        self, held: Sequence[_Held], answers: Sequence[Receipt | GatewayRejected]
+    ) -> None:
+        moves = []
+        outcomes = []
+        details = []
+        for h, answer in zip(held, answers, strict=True):
+            base = (h.key, self.batch.name, h.installation_id, S.SUBMITTING)
+            if isinstance(answer, GatewayRejected):
+                moves.append(Move(*base, S.FAILED, reason=DCC_REJECTED, retryable=False))
+                outcomes.append(f"REJECTED {answer.status}")
+                details.append(answer.message[:500])
+                self.tally.rejected += 1
+            elif answer.status == "CONFLICT":
+                moves.append(Move(*base, S.FAILED, reason=KEY_CONFLICT, retryable=False))
+                outcomes.append("CONFLICT")
+                details.append("the DCC holds this key with another fingerprint")
+                self.tally.conflicts += 1
+            else:
+                moves.append(Move(*base, S.ACCEPTED, attempted=True, worker=self.worker))
+                outcomes.append(answer.status)
+                details.append(f"worker={self.worker}")
+                if answer.status == "DUPLICATE":
+                    self.tally.duplicates += 1
+                else:
+                    self.tally.accepted += 1
+        with self.engine.begin() as connection:
+            self._apply(connection, moves)
+            self._finish_attempts(connection, held, outcomes, details)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _poll(self) -> bool:
+        """Poll one page of the requests this worker holds in ACCEPTED, cycling through
+        them, each cycle no sooner than the poll interval after the last; True if any
+        request was settled."""
+        if self._cursor == "":
+            wait = self._cycle_started + self.options.poll_interval_s - time.monotonic()
+            if wait > 0:
+                return False
+            self._cycle_started = time.monotonic()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    requests.c.idempotency_key,
+                    requests.c.installation_id,
+                    requests.c.attempts,
+                    requests.c.sends,
+                )
+                .where(
+                    requests.c.batch == self.batch.name,
+                    requests.c.state == S.ACCEPTED.value,
+                    requests.c.worker == self.worker,
+                    requests.c.idempotency_key > self._cursor,
+                )
+                .order_by(requests.c.idempotency_key)
+                .limit(self.options.poll_chunk)
+            ).all()
+        waiting = [_Waiting(*row) for row in rows]
+        self._cursor = waiting[-1].key if len(waiting) == self.options.poll_chunk else ""
+        if not waiting:
+            return False
+        try:
+            outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in waiting]))
+        except GatewayUnavailable as error:
+            self.unavailable = str(error)
+            return False
+        except Stopping:
+            return False
+        return self._settle(waiting, outcomes)  # type: ignore[arg-type]
+
+    def _settle(self, waiting: Sequence[_Waiting], outcomes: Sequence[Outcome]) -> bool:
+        moves: list[Move] = []
+        finished: list[tuple[_Waiting, str, str]] = []
+        for w, outcome in zip(waiting, outcomes, strict=True):
+            base = (w.key, self.batch.name, w.installation_id)
+            if outcome.state == "MIGRATED":
+                moves.append(Move(*base, S.ACCEPTED, S.MIGRATED, reason=outcome.reason))
+                finished.append((w, "MIGRATED", outcome.reason or ""))
+                self.tally.migrated += 1
+            elif outcome.state == "FAILED":
+                reason = outcome.reason or "FAILED"
+                finished.append((w, "FAILED", reason))
+                again = bool(outcome.retryable) and w.attempts < self.batch.max_attempts
+                if outcome.retryable and not again:
+                    moves.append(
+                        Move(
+                            *base,
+                            S.ACCEPTED,
+                            S.FAILED,
+                            reason=MAX_ATTEMPTS_EXCEEDED,
+                            retryable=False,
+                        )
+                    )
+                    self.tally.failed += 1
+                elif again and self.options.requeue_failures:
+                    moves.append(Move(*base, S.ACCEPTED, S.FAILED, reason=reason, retryable=True))
+                    moves.append(Move(*base, S.FAILED, S.STAGED, reason=reason))
+                    self.tally.requeued += 1
+                else:
+                    moves.append(Move(*base, S.ACCEPTED, S.FAILED, reason=reason, retryable=again))
+                    self.tally.failed += 1
+            elif outcome.state == "UNKNOWN":
+                # We hold a receipt the DCC no longer stands behind: send it again.
+                moves.append(Move(*base, S.ACCEPTED, S.STAGED, reason=UNKNOWN_AT_DCC))
+                finished.append((w, "UNKNOWN", UNKNOWN_AT_DCC))
+                self.tally.unknown += 1
+        if not moves:
+            return False
+        with self.engine.begin() as connection:
+            first = [m for m in moves if m.source == S.ACCEPTED]
+            applied = {m.idempotency_key for m in self._apply(connection, first)}
+            self._apply(
+                connection,
+                [m for m in moves if m.source == S.FAILED and m.idempotency_key in applied],
+            )
+            connection.execute(
+                update(attempts)
+                .where(
+                    and_(
+                        attempts.c.idempotency_key == bindparam("k"),
+                        attempts.c.attempt == bindparam("n"),
+                    )
+                )
+                .values(outcome=bindparam("o"), detail=bindparam("d")),
+                [
+                    {"k": w.key, "n": w.sends, "o": state, "d": reason}
+                    for w, state, reason in finished
+                    if w.key in applied
+                ],
+            )
+        return True
+
+    def _waiting_for_outcomes(self) -> bool:
+        """Whether this worker holds ACCEPTED requests still worth polling."""
+        since = self.clock() - dt.timedelta(seconds=self.options.outcome_wait_s)
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(requests.c.idempotency_key)
+                .where(
+                    requests.c.batch == self.batch.name,
+                    requests.c.state == S.ACCEPTED.value,
+                    requests.c.worker == self.worker,
+                    requests.c.updated_at >= since,
+                )
+                .limit(1)
+            ).first()
+        return found is not None
+
+
+def _load_batch(engine: Engine, name: str, options: CommitOptions, cohorts_dir: object) -> _Batch:
+    """The batch and the limits its cohort sets (capacity, attempts), or a clear refusal."""
+    from migrate.cohort.loader import load_cohort
+
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(batches.c.cohort, batches.c.plan_sha256).where(batches.c.name == name)
+        ).first()
+    if row is None:
+        raise ConfigError(None, f"no batch {name!r} in the store: stage a plan first", key="batch")
+    rules = load_cohort(row.cohort, cohorts_dir)  # type: ignore[arg-type]
+    return _Batch(
+        name=name,
+        capacity=options.capacity_per_day or rules.capacity_per_supplier_per_day,
+        max_attempts=options.max_attempts or rules.max_attempts,
+        inputs={"batch": name, "plan": row.plan_sha256},
+    )
+
+
+def states_of(engine: Engine, batch: str) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            state: int(count)
+            for state, count in connection.execute(
+                select(requests.c.state, func.count())
+                .where(requests.c.batch == batch)
+                .group_by(requests.c.state)
+            )
+        }
+
+
+def _waiting_for_capacity(engine: Engine, batch: _Batch, day: dt.date) -> int:
+    with engine.connect() as connection:
+        blocked = spent(connection, day, batch.capacity)
+        if not blocked:
+            return 0
+        return int(
+            connection.execute(
+                select(func.count()).where(
+                    requests.c.batch == batch.name,
+                    requests.c.state == S.STAGED.value,
+                    func.coalesce(requests.c.supplier_mpid, NO_SUPPLIER).in_(blocked),
+                )
+            ).scalar_one()
+        )
+
+
+def commit(
+    engine: Engine,
+    batch: str,
+    gateways: Callable[[], Gateway],
+    *,
+    options: CommitOptions,
+    actor: str,
+    key: bytes | None,
+    gateway_name: str,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[CommitProgress], None] | None = None,
+    clock: Callable[[], dt.datetime] = _now,
+    cohorts_dir: object = None,
+) -> CommitResult:
+    """Commit a staged batch with `options.workers` workers, each with a gateway from
+    `gateways`, until nothing is left to send or wait for, the DCC stays unavailable, or
+    `stop` is set (then claimed requests not yet sent are released to STAGED and the rest
+    is left for the next run to finish)."""
+    from migrate.store.engine import require_current
+
+    require_current(engine)
+    if options.workers > 1 and engine.dialect.name != "postgresql":
+        raise ConfigError(
+            None,
+            f"SQLite serves one commit worker, not {options.workers}: use PostgreSQL "
+            "(--db postgresql://...) for several",
+            key="workers",
+        )
+    loaded = _load_batch(engine, batch, options, cohorts_dir)
+    loaded.inputs["gateway"] = gateway_name
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    sent = Counter[str]()
+    lock = threading.Lock()
+
+    def count_sent(n: int) -> None:
+        with lock:
+            sent["sent"] += n
+
+    workers = []
+    for index in range(options.workers):
+        workers.append(
+            _Worker(
+                engine,
+                loaded,
+                gateways(),
+                options,
+                index=index,
+                actor=actor,
+                key=key,
+                stop=stop,
+                clock=clock,
+                on_sent=count_sent,
+            )
+        )
+    errors: list[BaseException] = []
+
+    def run(worker: _Worker) -> None:
+        try:
+            worker.run()
+        except BaseException as error:
+            errors.append(error)
+            stop.set()
+        finally:
+            worker.gateway.close()
+
+    threads = [
+        threading.Thread(target=run, args=(w,), name=f"commit-{i}", daemon=True)
+        for i, w in enumerate(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    done = threading.Event()
+
+    def report() -> None:
+        if on_progress is None:
+            return
+        while True:
+            finished = done.wait(options.progress_interval_s)
+            with lock:
+                count = sent["sent"]
+            on_progress(
+                CommitProgress(batch, states_of(engine, batch), count, time.monotonic() - started)
+            )
+            if finished:
+                return
+
+    reporter = threading.Thread(target=report, name="commit-progress", daemon=True)
+    reporter.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        stopped_by_caller = stop.is_set() and not errors
+        stop.set()
+        for thread in threads:
+            thread.join()
+        done.set()
+        reporter.join()
+    if errors:
+        raise errors[0]
+    tally = Tally()
+    for worker in workers:
+        tally.add(worker.tally)
+    unavailable = next((w.unavailable for w in workers if w.unavailable), None)
+    with engine.connect() as connection:
+        head = audit_log.head(connection)
+    return CommitResult(
+        batch=batch,
+        workers=options.workers,
+        tally=tally,
+        states=states_of(engine, batch),
+        waiting_for_capacity=_waiting_for_capacity(engine, loaded, clock().date()),
+        stopped=stopped_by_caller,
+        unavailable=unavailable,
+        elapsed_s=time.monotonic() - started,
+        audit_head=head[0] if head else 0,
+    )
