@@ -6,7 +6,8 @@ Another program runs a cohort by importing these; the CLI only parses, calls and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from migrate.audit import Verification
     from migrate.cohort import CohortRules
     from migrate.cohort.cpl import CohortChange
+    from migrate.commit.engine import CommitOptions, CommitProgress, CommitResult
     from migrate.ingest import IngestSummary
     from migrate.mapping import Mapping
     from migrate.plan import PlanSummary
@@ -31,16 +33,19 @@ if TYPE_CHECKING:
     from migrate.store.staging import StageResult
 
 __all__ = [
+    "ApplyRun",
     "IngestRun",
     "PlanRun",
     "RehearsalRun",
     "RehearsalStep",
     "ReportRun",
     "UpgradeRun",
+    "apply",
     "audit_export",
     "audit_verify",
     "check_cohorts",
     "check_mappings",
+    "commit",
     "db_upgrade",
     "generate_extract",
     "import_cpl",
@@ -317,6 +322,78 @@ def stage(
         actor=actor or audit_log.default_actor(),
         key=audit_key(),
     )
+
+
+def commit(
+    batch: str,
+    gateway: str,
+    *,
+    db: str | None = None,
+    options: CommitOptions | None = None,
+    actor: str | None = None,
+    on_progress: Callable[[CommitProgress], None] | None = None,
+    stop: threading.Event | None = None,
+    cohorts_dir: Path | None = None,
+) -> CommitResult:
+    """`migrate commit`: send a staged batch to the DCC until every request is settled, the
+    day's capacity is spent, the DCC stays unavailable, or SIGINT/SIGTERM asks to stop."""
+    from migrate.audit.key import audit_key
+    from migrate.commit.connect import gateway_factory
+    from migrate.commit.engine import CommitOptions
+    from migrate.commit.engine import commit as commit_batch
+    from migrate.signals import stop_on_signals
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine
+
+    gateways, shown = gateway_factory(gateway)
+    engine = make_engine(db)
+    with stop_on_signals(stop or threading.Event()) as stopping:
+        return commit_batch(
+            engine,
+            batch,
+            gateways,
+            options=options or CommitOptions(),
+            actor=actor or audit_log.default_actor(),
+            key=audit_key(),
+            gateway_name=shown,
+            stop=stopping,
+            on_progress=on_progress,
+            cohorts_dir=cohorts_dir,
+        )
+
+
+@dataclass(frozen=True)
+class ApplyRun:
+    staged: StageResult
+    committed: CommitResult
+
+
+def apply(
+    plan_path: Path,
+    gateway: str,
+    *,
+    batch: str | None = None,
+    db: str | None = None,
+    options: CommitOptions | None = None,
+    actor: str | None = None,
+    on_progress: Callable[[CommitProgress], None] | None = None,
+    stop: threading.Event | None = None,
+    cohorts_dir: Path | None = None,
+) -> ApplyRun:
+    """`migrate apply`: stage a plan (refused if its inputs changed since it was made) and
+    commit it, in one go; a rerun finishes what an interrupted one left."""
+    staged = stage(plan_path, batch=batch, db=db, actor=actor)
+    committed = commit(
+        staged.batch,
+        gateway,
+        db=db,
+        options=options,
+        actor=actor,
+        on_progress=on_progress,
+        stop=stop,
+        cohorts_dir=cohorts_dir,
+    )
+    return ApplyRun(staged, committed)
 
 
 def status(batch: str | None = None, *, db: str | None = None) -> list[StateCount]:

@@ -1,7 +1,8 @@
 """The `migrate` command: parses arguments, calls migrate.api, renders, sets the exit code.
 
-Exit codes: 0 clean; 1 the data has problems (rows quarantined); 2 usage, configuration or
-unreadable input; 3 an internal error (a bug).
+Exit codes: 0 clean; 1 the data has problems (rows quarantined, requests failed); 2 usage,
+configuration or unreadable input; 3 an internal error (a bug); 4 a batch is not finished
+(stopped, the DCC unavailable, the day's capacity spent): rerun to continue.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from migrate.errors import MigrateError
 from migrate.logs import configure
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from migrate.commit.engine import CommitOptions, CommitProgress, CommitResult
     from migrate.ingest import IngestSummary
     from migrate.plan import PlanSummary
 
@@ -33,6 +37,7 @@ EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_UNFINISHED = 4
 
 # Set by commands that hold large tables and no connections when they end: see main().
 _leave_without_teardown = False
@@ -359,6 +364,235 @@ def stage(
             f"{result.audit_head:,} records",
             highlight=False,
         )
+
+
+GatewayOption = Annotated[
+    str,
+    typer.Option(
+        "--gateway",
+        help="The DCC: an http(s) URL, or a file-drop exchange folder (outbox/ and inbox/).",
+    ),
+]
+WorkersOption = Annotated[
+    int, typer.Option(min=1, max=32, help="Workers sharing the batch (PostgreSQL for more than 1).")
+]
+ChunkOption = Annotated[int, typer.Option(min=1, max=10_000, help="Requests per submission.")]
+CapacityOption = Annotated[
+    int | None,
+    typer.Option(
+        "--capacity",
+        min=1,
+        help="New requests per supplier per day (default: the cohort's capacity).",
+    ),
+]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait", min=0.0, help="Seconds to keep polling outcomes the DCC has not decided yet."
+    ),
+]
+HoldOption = Annotated[
+    bool,
+    typer.Option(
+        "--hold-failures",
+        help="Leave retryable failures FAILED for review instead of sending them again.",
+    ),
+]
+ActorOption = Annotated[
+    str | None, typer.Option(help="Who is acting, for the audit log (default: OS user).")
+]
+
+
+def _commit_options(
+    workers: int, chunk: int, capacity: int | None, wait: float, hold_failures: bool
+) -> CommitOptions:
+    from migrate.commit.engine import CommitOptions
+
+    return CommitOptions(
+        workers=workers,
+        chunk=chunk,
+        capacity_per_day=capacity,
+        outcome_wait_s=wait,
+        requeue_failures=not hold_failures,
+    )
+
+
+class _ProgressDisplay:
+    """A progress bar on a terminal; otherwise one JSON line on stderr per tick, for logs."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressDisplay:
+        if stderr.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[states]}"),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, progress: CommitProgress) -> None:
+        states = ", ".join(f"{s.lower()} {n:,}" for s, n in sorted(progress.states.items()))
+        if self._bar is None:
+            line = {
+                "event": "commit.progress",
+                "batch": progress.batch,
+                "settled": progress.settled,
+                "total": progress.total,
+                "sent": progress.sent,
+                "elapsed_s": round(progress.elapsed_s, 1),
+                **{s.lower(): n for s, n in progress.states.items()},
+            }
+            print(json.dumps(line, sort_keys=True), file=sys.stderr, flush=True)
+            return
+        if self._task is None:
+            self._task = self._bar.add_task(
+                f"batch {progress.batch}", total=progress.total, states=states
+            )
+        self._bar.update(
+            self._task, completed=progress.settled, total=progress.total, states=states
+        )
+
+
+def _render_commit(result: CommitResult, json_output: bool) -> int:
+    """Print the outcome of a commit run; returns its exit code."""
+    failed = result.states.get("FAILED", 0)
+    code = EXIT_UNFINISHED if not result.finished else EXIT_DATA_PROBLEMS if failed else EXIT_CLEAN
+    if json_output:
+        document = dataclasses.asdict(result)
+        document.update(finished=result.finished, in_flight=result.in_flight, exit_code=code)
+        print(json.dumps(document, sort_keys=True))
+        return code
+    tally = result.tally
+    stdout.print(
+        f"batch {result.batch}: sent {tally.sent:,} ({tally.resent:,} resent), accepted "
+        f"{tally.accepted:,}, duplicates {tally.duplicates:,}, migrated {tally.migrated:,}, "
+        f"failed {tally.failed:,}, sent again after a retryable failure {tally.requeued:,}, "
+        f"in {result.elapsed_s:.1f} s with {result.workers} worker(s)",
+        highlight=False,
+    )
+    states = ", ".join(f"{s} {n:,}" for s, n in sorted(result.states.items()))
+    stdout.print(f"batch {result.batch} now: {states}", highlight=False)
+    if result.unavailable:
+        stdout.print(
+            f"the DCC stayed unavailable: {escape(result.unavailable)}; "
+            "rerun `migrate commit` to continue",
+            highlight=False,
+        )
+    if result.stopped:
+        stdout.print("stopped on request; rerun `migrate commit` to continue", highlight=False)
+    if result.waiting_for_capacity:
+        stdout.print(
+            f"{result.waiting_for_capacity:,} requests wait for the next day's capacity; "
+            "rerun `migrate commit` then",
+            highlight=False,
+        )
+    elif result.in_flight and not (result.stopped or result.unavailable):
+        stdout.print(
+            f"{result.in_flight:,} requests still wait for the DCC's outcome; rerun "
+            "`migrate commit` to keep polling, or see `migrate reconcile`",
+            highlight=False,
+        )
+    if failed:
+        stdout.print(
+            f"{failed:,} requests FAILED: `migrate status --batch {result.batch}` "
+            "lists them by reason",
+            highlight=False,
+        )
+    return code
+
+
+@app.command()
+def commit(
+    batch: Annotated[str, typer.Option(help="The staged batch to commit.")],
+    gateway: GatewayOption,
+    workers: WorkersOption = 1,
+    chunk: ChunkOption = 500,
+    capacity: CapacityOption = None,
+    wait: WaitOption = 300.0,
+    hold_failures: HoldOption = False,
+    actor: ActorOption = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+    cohorts_dir: CohortsDir = None,
+) -> None:
+    """Send a staged batch to the DCC: idempotent, retried, resumable; Ctrl-C stops cleanly."""
+    try:
+        options = _commit_options(workers, chunk, capacity, wait, hold_failures)
+        with _ProgressDisplay() as display:
+            result = api.commit(
+                batch,
+                gateway,
+                db=db,
+                options=options,
+                actor=actor,
+                on_progress=display,
+                cohorts_dir=cohorts_dir,
+            )
+    except MigrateError as error:
+        _fail(error)
+    raise typer.Exit(_render_commit(result, json_output))
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan from `migrate plan`.")],
+    gateway: GatewayOption,
+    batch: Annotated[
+        str | None, typer.Option(help="Batch name (default: cohort and the plan's hash).")
+    ] = None,
+    workers: WorkersOption = 1,
+    chunk: ChunkOption = 500,
+    capacity: CapacityOption = None,
+    wait: WaitOption = 300.0,
+    hold_failures: HoldOption = False,
+    actor: ActorOption = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+    cohorts_dir: CohortsDir = None,
+) -> None:
+    """Stage a plan and commit it in one go; refused if the plan's inputs changed."""
+    try:
+        options = _commit_options(workers, chunk, capacity, wait, hold_failures)
+        with _ProgressDisplay() as display:
+            run = api.apply(
+                plan_file,
+                gateway,
+                batch=batch,
+                db=db,
+                options=options,
+                actor=actor,
+                on_progress=display,
+                cohorts_dir=cohorts_dir,
+            )
+    except MigrateError as error:
+        _fail(error)
+    if not json_output:
+        stdout.print(
+            f"batch {run.staged.batch}: staged {run.staged.staged:,} requests "
+            f"({run.staged.already:,} were staged already)",
+            highlight=False,
+        )
+    raise typer.Exit(_render_commit(run.committed, json_output))
 
 
 @app.command()

@@ -142,14 +142,9 @@ class CommitResult:
         return self.states.get(S.SUBMITTING, 0) + self.states.get(S.ACCEPTED, 0)
 
     @property
-    def complete(self) -> bool:
-        """Nothing left to send or wait for (today's capacity aside)."""
-        return (
-            self.in_flight == 0
-            and self.states.get(S.STAGED, 0) == self.waiting_for_capacity
-            and not self.stopped
-            and self.unavailable is None
-        )
+    def finished(self) -> bool:
+        """Every request of the batch settled: nothing left to send or wait for."""
+        return self.in_flight == 0 and self.states.get(S.STAGED, 0) == 0
 
 
 class Stopping(Exception):
