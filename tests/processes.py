@@ -3,6 +3,7 @@ engineer runs, killed the way a machine kills it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,8 +11,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,24 @@ class Simulator:
     def inventory(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/v1/inventory", timeout=30) as response:
             return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+
+
+# Outcome rates off: every attempt MIGRATES unless a test asks otherwise.
+CALM = {"no_wan_rate": 0.0, "device_test_rate": 0.0, "master_keys_rate": 0.0, "gt01_rate": 0.0}
+
+
+@contextlib.contextmanager
+def simulator_thread(state: Path, **options: Any) -> Iterator[str]:
+    """The real simulator serving in a thread of this process (port 0); yields its URL."""
+    from migrate.sim.dcc import SimulatorOptions, make_server
+
+    server = make_server("127.0.0.1", 0, state, SimulatorOptions(**{**CALM, **options}))
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()

@@ -89,8 +89,15 @@ class WorkerLease:
         trace: TracebackType | None,
     ) -> None:
         if self._connection is not None:
-            self._connection.close()  # ends the session, and with it the advisory lock
-            self._connection = None
+            # The pool would keep the session, and a session lock with it: unlock first.
+            try:
+                self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:n)"), {"n": lock_number(self.worker)}
+                )
+                self._connection.commit()
+            finally:
+                self._connection.close()
+                self._connection = None
         if self._file is not None:
             self._file.close()  # releases the flock
             self._file = None

@@ -1,0 +1,327 @@
+"""The commit engine against the real simulator over loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import simulator_thread
+from sqlalchemy import Engine, func, select, update
+
+from migrate.commit.engine import CommitOptions, CommitResult, commit
+from migrate.commit.gateway import HttpGateway, Submission
+from migrate.commit.lease import WorkerLease
+from migrate.errors import ConfigError
+from migrate.plan import make_plan
+from migrate.sim.extract_generator import generate_long_extract
+from migrate.store import audit_log
+from migrate.store.engine import make_engine, upgrade
+from migrate.store.moves import Move, apply_moves
+from migrate.store.schema import attempts, capacity_use, requests
+from migrate.store.staging import stage
+from migrate.store.states import RequestState
+
+S = RequestState
+BATCH = "b1"
+PLANS: dict[int, Path] = {}
+
+
+def _plan(folder: Path, devices: int) -> Path:
+    """A generated IOC estate's plan, made once per size for the whole session."""
+    if devices not in PLANS:
+        extract = folder / f"estate-{devices}.csv"
+        generate_long_extract(extract, devices, seed=7)
+        PLANS[devices] = folder / f"plan-{devices}.json"
+        make_plan([extract], "landis_ioc_devices", "ioc").write(PLANS[devices])
+    return PLANS[devices]
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A store holding a staged batch of about 60 installations."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+    stage(engine, _plan(tmp_path_factory.getbasetemp(), 200), batch=BATCH, actor="t", key=None)
+    yield engine
+    engine.dispose()
+
+
+def run(engine: Engine, url: str, **options: Any) -> CommitResult:
+    settings = {"poll_interval_s": 0.02, "capacity_per_day": 100_000, **options}
+    stop = settings.pop("stop", None)
+    clock = settings.pop("clock", None)
+    extra = {"clock": clock} if clock else {}
+    return commit(
+        engine,
+        BATCH,
+        lambda: HttpGateway(url, read_timeout=5),
+        options=CommitOptions(**settings),
+        actor="tester",
+        key=None,
+        gateway_name=url,
+        stop=stop,
+        **extra,
+    )
+
+
+def rows(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(requests).where(requests.c.batch == BATCH)))
+
+
+def verified(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return audit_log.verify_log(connection, None).ok
+
+
+def test_a_batch_is_committed_and_every_state_change_is_audited(
+    store: Engine, tmp_path: Path
+) -> None:
+    with simulator_thread(tmp_path, gt01_rate=0.2, master_keys_rate=0.1) as url:
+        result = run(store, url, chunk=7)
+    found = rows(store)
+    assert result.finished and not result.stopped and result.unavailable is None
+    assert result.tally.sent == result.tally.accepted == len(found) > 40
+    assert {r.state for r in found} == {"MIGRATED", "FAILED"}
+    assert {r.reason for r in found if r.state == "FAILED"} == {"MISSING_MASTER_KEYS"}
+    assert "GAS_HAN_ERROR_GT01" in {r.reason for r in found if r.state == "MIGRATED"}
+    assert all(r.worker is None for r in found if r.state == "FAILED")
+    with store.connect() as connection:
+        sends = connection.execute(select(func.count()).select_from(attempts)).scalar_one()
+        outcomes = Counter(connection.execute(select(attempts.c.outcome)).scalars())
+        # Each request: staged, submitting, accepted, settled.
+        audited = connection.execute(
+            select(audit_log.audit.c.idempotency_key, func.count())
+            .where(audit_log.audit.c.command == "commit")
+            .group_by(audit_log.audit.c.idempotency_key)
+        ).all()
+    assert sends == len(found) and set(outcomes) == {"MIGRATED", "FAILED"}
+    assert {n for _, n in audited} == {3}
+    assert verified(store)
+
+
+def test_retryable_failures_are_sent_again_until_the_attempt_limit(
+    store: Engine, tmp_path: Path
+) -> None:
+    with simulator_thread(tmp_path, no_wan_rate=1.0) as url:
+        result = run(store, url, max_attempts=3)
+    found = rows(store)
+    assert result.finished
+    assert {(r.state, r.reason, r.retryable, r.attempts) for r in found} == {
+        ("FAILED", "MAX_ATTEMPTS_EXCEEDED", False, 3)
+    }
+    assert result.tally.requeued == 2 * len(found)
+    with store.connect() as connection:
+        details = set(connection.execute(select(attempts.c.detail)).scalars())
+    assert details == {"NO_WAN_DURING_MIGRATION"}
+
+
+def test_held_failures_stay_failed_and_retryable(store: Engine, tmp_path: Path) -> None:
+    with simulator_thread(tmp_path, device_test_rate=1.0) as url:
+        run(store, url, requeue_failures=False)
+    assert {(r.state, r.reason, r.retryable) for r in rows(store)} == {
+        ("FAILED", "DEVICE_TEST_FAILED", True)
+    }
+
+
+def test_the_cohort_capacity_per_supplier_per_day_is_kept(store: Engine, tmp_path: Path) -> None:
+    today = dt.datetime(2026, 11, 30, 9, tzinfo=dt.UTC)
+    suppliers = Counter(r.supplier_mpid for r in rows(store))
+    with simulator_thread(tmp_path) as url:
+        first = run(store, url, capacity_per_day=5, clock=lambda: today)
+        again = run(store, url, capacity_per_day=5, clock=lambda: today)
+        sent_on_day_one = Counter(r.supplier_mpid for r in rows(store) if r.state != "STAGED")
+        tomorrow = run(store, url, capacity_per_day=5, clock=lambda: today + dt.timedelta(days=1))
+    assert sent_on_day_one == {s: min(5, n) for s, n in suppliers.items()}
+    assert first.waiting_for_capacity == sum(max(0, n - 5) for n in suppliers.values()) > 0
+    assert not first.finished
+    assert again.tally.sent == 0
+    assert tomorrow.tally.sent == sum(min(5, max(0, n - 5)) for n in suppliers.values())
+    with store.connect() as connection:
+        used = connection.execute(select(capacity_use.c.used)).scalars().all()
+    assert max(used) == 5
+
+
+def test_the_dccs_own_capacity_is_waited_for_and_an_oversized_chunk_is_split(
+    store: Engine, tmp_path: Path
+) -> None:
+    """The DCC answers 413 to a chunk bigger than its day and 429 once the day is spent: the
+    chunk is halved until it fits and the wait follows Retry-After."""
+    keys = [r.idempotency_key for r in rows(store)][:8]
+    with store.begin() as connection:
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key.not_in(keys))
+            .values(state="WITHDRAWN")
+        )
+    with simulator_thread(tmp_path, capacity=3, day_seconds=0.5) as url:
+        result = run(store, url, chunk=8)
+    assert result.finished
+    assert Counter(r.state for r in rows(store))["MIGRATED"] == 8
+
+
+def test_a_key_the_dcc_holds_with_another_fingerprint_fails_as_a_conflict(
+    store: Engine, tmp_path: Path
+) -> None:
+    first = rows(store)[0]
+    with simulator_thread(tmp_path) as url:
+        with HttpGateway(url) as gateway:
+            gateway.submit(
+                [Submission(first.idempotency_key, "other", first.installation_id, "X", {})]
+            )
+        result = run(store, url)
+    found = {r.idempotency_key: r for r in rows(store)}
+    assert result.tally.conflicts == 1
+    assert (found[first.idempotency_key].state, found[first.idempotency_key].reason) == (
+        "FAILED",
+        "KEY_CONFLICT",
+    )
+    assert Counter(r.state for r in found.values())["MIGRATED"] == len(found) - 1
+
+
+def test_a_request_the_dcc_refuses_fails_alone(store: Engine, tmp_path: Path) -> None:
+    bad = rows(store)[3]
+    with store.begin() as connection:
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key == bad.idempotency_key)
+            .values(supplier_mpid=None)
+        )
+    with simulator_thread(tmp_path) as url:
+        result = run(store, url, chunk=50)
+    found = {r.idempotency_key: r for r in rows(store)}
+    assert result.tally.rejected == 1
+    assert found[bad.idempotency_key].reason == "DCC_REJECTED"
+    assert Counter(r.state for r in found.values())["MIGRATED"] == len(found) - 1
+
+
+def test_a_dcc_that_stays_unavailable_leaves_everything_staged(
+    store: Engine, tmp_path: Path
+) -> None:
+    with simulator_thread(tmp_path) as url:
+        pass  # the simulator has stopped: its port refuses connections
+    result = run(store, url, retry_attempts=2, retry_max_wait_s=0.05, capacity_per_day=500)
+    found = rows(store)
+    assert result.unavailable is not None and not result.finished
+    assert {(r.state, r.reason, r.worker, r.attempts) for r in found} == {
+        ("STAGED", "DCC_UNAVAILABLE", None, 0)
+    }
+    assert result.tally.released > 0
+    with store.connect() as connection:
+        assert set(connection.execute(select(capacity_use.c.used)).scalars()) == {0}
+        assert set(connection.execute(select(attempts.c.outcome)).scalars()) == {"UNAVAILABLE"}
+    with simulator_thread(tmp_path) as url:
+        assert run(store, url).finished
+    assert verified(store)
+
+
+def test_a_stop_request_ends_the_run_consistent_and_a_rerun_finishes(
+    store: Engine, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    with simulator_thread(tmp_path, processing_ms=300) as url:
+        timer = threading.Timer(0.4, stop.set)
+        timer.start()
+        stopped = run(store, url, chunk=5, stop=stop)
+        timer.cancel()
+        assert stopped.stopped and not stopped.finished
+        assert stopped.states.get("SUBMITTING", 0) == 0
+        finished = run(store, url, chunk=5)
+    assert finished.finished and finished.tally.adopted == stopped.states.get("ACCEPTED", 0)
+    assert verified(store)
+
+
+def _leave_with(engine: Engine, worker: str, count: int, target: RequestState) -> list[Any]:
+    """Requests left by `worker` in SUBMITTING (and ACCEPTED), as a killed worker leaves them."""
+    chosen = rows(engine)[:count]
+    with engine.begin() as connection:
+        moves = [
+            Move(r.idempotency_key, BATCH, r.installation_id, S.STAGED, S.SUBMITTING, worker=worker)
+            for r in chosen
+        ]
+        apply_moves(connection, moves, actor="t", command="commit", inputs={}, key=None)
+        if target == S.ACCEPTED:
+            moves = [
+                Move(m.idempotency_key, BATCH, m.installation_id, S.SUBMITTING, S.ACCEPTED,
+                     attempted=True, worker=worker)
+                for m in moves
+            ]  # fmt: skip
+            apply_moves(connection, moves, actor="t", command="commit", inputs={}, key=None)
+    return chosen
+
+
+def test_requests_a_dead_worker_left_are_resent_with_their_keys(
+    store: Engine, tmp_path: Path
+) -> None:
+    left = _leave_with(store, "gone:1:0:dead", 6, S.SUBMITTING)
+    with simulator_thread(tmp_path) as url:
+        with HttpGateway(url) as gateway:  # the dead worker had sent three of them
+            gateway.submit(
+                [
+                    Submission(r.idempotency_key, r.fingerprint, r.installation_id,
+                               r.supplier_mpid, {})
+                    for r in left[:3]
+                ]
+            )  # fmt: skip
+        result = run(store, url)
+    assert result.finished and result.tally.adopted == 6
+    assert result.tally.duplicates == 3 and result.tally.resent == 6
+    assert {r.state for r in rows(store)} == {"MIGRATED"}
+    assert verified(store)
+
+
+def test_requests_of_a_live_worker_are_not_taken(
+    store: Engine, tmp_path: Path, db_url: str
+) -> None:
+    if not db_url.startswith("postgresql"):
+        with (
+            WorkerLease(store, "other"),
+            simulator_thread(tmp_path) as url,
+            pytest.raises(ConfigError, match="another"),
+        ):
+            run(store, url)
+        return
+    left = _leave_with(store, "alive:1:0:live", 4, S.ACCEPTED)
+    with WorkerLease(store, "alive:1:0:live"), simulator_thread(tmp_path) as url:
+        result = run(store, url, outcome_wait_s=0.2)
+        assert result.tally.adopted == 0 and result.in_flight == 4 and not result.finished
+        assert {r.worker for r in rows(store) if r.state == "ACCEPTED"} == {"alive:1:0:live"}
+    with simulator_thread(tmp_path) as url:
+        # The worker is gone now; its accepted requests were never really sent: the DCC does
+        # not know them, so they are sent again.
+        result = run(store, url)
+    assert result.finished and result.tally.adopted == 4 and result.tally.unknown == 4
+    assert {r.idempotency_key for r in left} <= {
+        r.idempotency_key for r in rows(store) if r.state == "MIGRATED"
+    }
+
+
+def test_several_workers_never_send_the_same_request(
+    store: Engine, tmp_path: Path, db_url: str
+) -> None:
+    if not db_url.startswith("postgresql"):
+        with pytest.raises(ConfigError, match="SQLite serves one commit worker"):
+            run(store, "http://127.0.0.1:9", workers=2)
+        return
+    with simulator_thread(tmp_path, latency_ms=5) as url:
+        results: list[CommitResult] = []
+        others = [
+            threading.Thread(target=lambda: results.append(run(store, url, workers=2, chunk=3)))
+            for _ in range(2)
+        ]
+        for thread in others:
+            thread.start()
+        for thread in others:
+            thread.join()
+    found = rows(store)
+    assert {r.state for r in found} == {"MIGRATED"}
+    # No faults: one send per request, and no DCC answer was a DUPLICATE (a second send).
+    assert {r.sends for r in found} == {1}
+    assert sum(r.tally.duplicates for r in results) == 0
+    assert sum(r.tally.sent for r in results) == len(found)
+    assert verified(store)
