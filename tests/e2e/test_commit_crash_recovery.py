@@ -25,7 +25,7 @@ def staged(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A generated IOC estate, planned and staged in a SQLite store, through the CLI."""
     env = environment(MIGRATE_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}")
     for args in (
-        ("sim", "extract", "estate.csv", "--devices", "3000", "--seed", "11"),
+        ("sim", "extract", "estate.csv", "--devices", "5000", "--seed", "11"),
         ("plan", "estate.csv", "-c", "ioc", "-m", "landis_ioc_devices", "-o", "plan.json"),
         ("db", "upgrade"),
         ("stage", "plan.json", "--batch", BATCH),
@@ -106,7 +106,7 @@ def test_a_commit_killed_at_random_moments_enrols_each_installation_exactly_once
         while kills < KILLS:
             process = _commit(sim, folder, env)
             try:
-                process.wait(timeout=rng.uniform(0.3, 1.4))
+                process.wait(timeout=rng.uniform(0.5, 2.2))
             except subprocess.TimeoutExpired:
                 if restart_simulator and kills % 3 == 1:
                     sim.kill()  # the DCC goes down under the running commit, then comes back
