@@ -5,9 +5,11 @@ Another program runs a cohort by importing these; the CLI only parses, calls and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,9 +106,21 @@ class _RehearsalExtract(BaseModel):
     cohort: str | None = None
 
 
+class _RehearsalSimulator(BaseModel):
+    """The bundled DCC simulator the rehearsal commits to (SimulatorOptions' fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    capacity: int = Field(default=100, ge=1)
+    processing_ms: int = Field(default=0, ge=0)
+
+
 class _Rehearsal(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extracts: list[_RehearsalExtract] = Field(min_length=1)
+    simulator: _RehearsalSimulator = _RehearsalSimulator()
+    # New requests per supplier per day the rehearsal's commits may send (None: the cohort's).
+    capacity_per_day: int | None = Field(default=None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -119,12 +133,14 @@ class RehearsalStep:
     plan: PlanRun | None = None
     report: ReportRun | None = None
     stage: StageResult | None = None
+    commit: CommitResult | None = None
 
 
 @dataclass(frozen=True)
 class RehearsalRun:
     steps: list[RehearsalStep]
     database: str
+    simulator: str
     status: list[StateCount]
     audit: Verification
 
@@ -136,8 +152,9 @@ def rehearse(
     mappings_dir: Path | None = None,
     cohorts_dir: Path | None = None,
 ) -> RehearsalRun:
-    """The sample cohort end to end, as far as the pipeline goes: each extract ingested,
-    planned against its cohort, reported as a dry run, and staged in a store of its own."""
+    """The sample cohort end to end: the bundled DCC simulator started; each extract
+    ingested, planned against its cohort, reported as a dry run, staged in a store of its
+    own and committed to the simulator; the simulator stopped at the end."""
     manifest = examples_dir / "rehearsal.yaml"
     if not manifest.is_file():
         raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
@@ -146,12 +163,50 @@ def rehearse(
     except ValidationError as error:
         key, problem = validation_problem(error)
         raise ConfigError(manifest, problem, key=key) from None
-    # A rehearsal starts from an empty store of its own, beside its other outputs.
+    # A rehearsal starts from an empty store and DCC of its own, beside its other outputs.
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("migrate.db*"):
         old.unlink()
+    shutil.rmtree(out_dir / "dcc-simulator", ignore_errors=True)
     database = f"sqlite:///{out_dir / 'migrate.db'}"
     db_upgrade(database)
+    with _simulator(out_dir / "dcc-simulator", rehearsal.simulator) as url:
+        steps = _rehearse_extracts(
+            rehearsal, examples_dir, out_dir, database, url, mappings_dir, cohorts_dir
+        )
+    return RehearsalRun(steps, database, url, status(db=database), audit_verify(database))
+
+
+@contextlib.contextmanager
+def _simulator(state_dir: Path, settings: _RehearsalSimulator) -> Iterator[str]:
+    """The bundled DCC simulator, serving over HTTP on a free loopback port for the length
+    of the rehearsal; yields its URL."""
+    from migrate.sim.dcc import SimulatorOptions, make_server
+
+    server = make_server("127.0.0.1", 0, state_dir, SimulatorOptions(**settings.model_dump()))
+    serving = threading.Thread(target=server.serve_forever, name="dcc-simulator", daemon=True)
+    serving.start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+
+
+def _rehearse_extracts(
+    rehearsal: _Rehearsal,
+    examples_dir: Path,
+    out_dir: Path,
+    database: str,
+    simulator_url: str,
+    mappings_dir: Path | None,
+    cohorts_dir: Path | None,
+) -> list[RehearsalStep]:
+    from migrate.commit.engine import CommitOptions
+
+    options = CommitOptions(capacity_per_day=rehearsal.capacity_per_day, poll_interval_s=0.05)
     steps = []
     for item in rehearsal.extracts:
         extract = examples_dir / item.path
@@ -177,8 +232,11 @@ def rehearse(
             json_path=folder / "dry-run.json",
         )
         staged = stage(planned.path, batch=f"rehearsal-{item.cohort}", db=database)
-        steps.append(RehearsalStep(item.path, ingested, planned, reported, staged))
-    return RehearsalRun(steps, database, status(db=database), audit_verify(database))
+        committed = commit(
+            staged.batch, simulator_url, db=database, options=options, cohorts_dir=cohorts_dir
+        )
+        steps.append(RehearsalStep(item.path, ingested, planned, reported, staged, committed))
+    return steps
 
 
 def generate_extract(

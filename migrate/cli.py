@@ -181,8 +181,9 @@ def rehearse(
     json_output: JsonFlag = False,
     mappings_dir: MappingsDir = None,
 ) -> None:
-    """Run the sample cohort rehearsal on the bundled example extracts: ingest each, then
-    plan it against its cohort and write the dry-run report."""
+    """Run the sample cohort rehearsal on the bundled example extracts: start the DCC
+    simulator; ingest each extract, plan it against its cohort, write the dry-run report,
+    stage it and commit it; show the batches' status; stop the simulator."""
     try:
         rehearsal = api.rehearse(examples, out, mappings_dir=mappings_dir)
     except MigrateError as error:
@@ -194,6 +195,7 @@ def rehearse(
                 "ingest": step.ingest.summary.as_dict(),
                 "plan": step.plan.summary.as_dict() if step.plan else None,
                 "stage": dataclasses.asdict(step.stage) if step.stage else None,
+                "commit": dataclasses.asdict(step.commit) if step.commit else None,
             }
             for step in rehearsal.steps
         }
@@ -219,10 +221,12 @@ def rehearse(
                     f"staged {step.stage.staged:,} requests in batch {step.stage.batch}",
                     highlight=False,
                 )
+            if step.commit is not None:
+                _render_commit(step.commit, json_output=False)
             stdout.print()
-        table = Table("batch", "state", "requests", title=f"store {rehearsal.database}")
+        table = Table("batch", "state", "reason", "requests", title=f"store {rehearsal.database}")
         for count in rehearsal.status:
-            table.add_row(count.batch, count.state, f"{count.requests:,}")
+            table.add_row(count.batch, count.state, count.reason or "", f"{count.requests:,}")
         stdout.print(table)
         verdict = (
             "verifies" if rehearsal.audit.ok else f"DOES NOT VERIFY: {rehearsal.audit.problem}"
@@ -230,6 +234,9 @@ def rehearse(
         stdout.print(f"audit log: {rehearsal.audit.count:,} records, {verdict}", highlight=False)
         stdout.print(f"outputs in {out}/", highlight=False)
     # Quarantined rows are the sample data's planted defects: finding them is success.
+    # So are the simulator's failed migrations; a batch left unfinished is not.
+    if not all(step.commit.finished for step in rehearsal.steps if step.commit is not None):
+        raise typer.Exit(EXIT_UNFINISHED)
     sound = all(s.balanced for s in summaries) and rehearsal.audit.ok
     raise typer.Exit(EXIT_CLEAN if sound else EXIT_DATA_PROBLEMS)
 
