@@ -75,6 +75,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # the child's user + system CPU time (wait4 rusage)
 
     @property
     def peak_bytes(self) -> int:
@@ -136,6 +137,7 @@ def run_timed(argv: list[str], workdir: Path) -> Run:
         returncode=proc.returncode,
         stdout=out_path.read_text(encoding="utf-8", errors="replace"),
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
+        cpu_s=usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -13,13 +13,24 @@ from typing import TextIO
 import structlog
 
 
+class _CurrentStderr:
+    """sys.stderr as it is when a line is written, not when logging was configured: a test
+    runner or a caller may have swapped it since (and closed the one it had)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Logs go to stderr so that stdout stays for the command's result (e.g. --json).
 
     Readable lines when a person is watching (stdout is a terminal), else JSON lines for
     the scheduler's log store. A given stream decides for itself.
     """
-    target = stream or sys.stderr
+    target: TextIO | _CurrentStderr = stream or _CurrentStderr()
     watched = (stream or sys.stdout).isatty()
     renderer: structlog.typing.Processor
     if watched:

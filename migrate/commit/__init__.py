@@ -1,5 +1,7 @@
-"""The commit stage's link to the DCC: a gateway protocol, its HTTP client and the retry policy."""
+"""The commit stage's link to the DCC: a gateway protocol, its HTTP and file-drop clients and
+the retry policy."""
 
+from migrate.commit.file_drop import FileDropGateway
 from migrate.commit.gateway import (
     Gateway,
     GatewayProtocolError,
@@ -13,6 +15,7 @@ from migrate.commit.gateway import (
 from migrate.commit.retry import retrying
 
 __all__ = [
+    "FileDropGateway",
     "Gateway",
     "GatewayProtocolError",
     "GatewayRejected",

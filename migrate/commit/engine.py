@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from migrate.commit.capacity import NO_SUPPLIER, refund, reserve, spent
 from migrate.commit.gateway import (
@@ -39,6 +39,7 @@ from migrate.commit.retry import retrying
 from migrate.errors import ConfigError
 from migrate.logs import get_logger
 from migrate.store import audit_log
+from migrate.store.bulk import driver_value, execute_many
 from migrate.store.moves import Move, apply_moves, current_states
 from migrate.store.schema import attempts, batches, requests
 from migrate.store.states import RequestState
@@ -161,6 +162,7 @@ class _Held:
     fingerprint: str
     payload: str
     sends: int
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ class _Worker:
         self.lease = WorkerLease(engine, self.worker)
         self._cursor = ""
         self._cycle_started = 0.0
+        self._ask_at_once = True
         self._inputs = {**batch.inputs, "worker": self.worker}
 
     # -- the loop -------------------------------------------------------------------------
@@ -319,6 +322,7 @@ class _Worker:
             requests.c.fingerprint,
             requests.c.payload,
             requests.c.sends,
+            requests.c.attempts,
         ).where(requests.c.batch == self.batch.name, requests.c.state == state.value)
 
     def _send_held(self) -> bool:
@@ -395,24 +399,17 @@ class _Worker:
 
     def _record_sends(self, connection: Connection, held: Sequence[_Held]) -> None:
         """One attempts row per send, numbered by the request's sends."""
-        at = self.clock()
-        connection.execute(
-            update(requests)
-            .where(requests.c.idempotency_key == bindparam("k"))
-            .values(sends=requests.c.sends + 1),
-            [{"k": h.key} for h in held],
+        at = driver_value(connection, attempts.c.started_at, self.clock())
+        execute_many(
+            connection,
+            "UPDATE requests SET sends = sends + 1 WHERE idempotency_key = ?",
+            [(h.key,) for h in held],
         )
-        connection.execute(
-            insert(attempts),
-            [
-                {
-                    "idempotency_key": h.key,
-                    "attempt": h.sends + 1,
-                    "started_at": at,
-                    "detail": f"worker={self.worker}",
-                }
-                for h in held
-            ],
+        execute_many(
+            connection,
+            "INSERT INTO attempts (idempotency_key, attempt, started_at, detail)"
+            " VALUES (?, ?, ?, ?)",
+            [(h.key, h.sends + 1, at, f"worker={self.worker}") for h in held],
         )
 
     def _sleep(self, seconds: float) -> None:
@@ -475,7 +472,8 @@ class _Worker:
                     for h in held
                 ],
             )
-            self._finish_attempts(connection, held, outcome, str(why)[:500] or outcome)
+            detail = str(why)[:500] or outcome
+            self._finish_attempts(connection, [(h.key, h.sends + 1, outcome, detail) for h in held])
             if day is not None:
                 released = {m.idempotency_key for m in moved}
                 refund(
@@ -487,60 +485,67 @@ class _Worker:
         log.warning("commit.released", batch=self.batch.name, requests=len(moved), why=outcome)
 
     def _finish_attempts(
-        self,
-        connection: Connection,
-        held: Sequence[_Held],
-        outcome: str | Sequence[str],
-        detail: str | Sequence[str],
+        self, connection: Connection, finished: Sequence[tuple[str, int, str, str]]
     ) -> None:
-        outcomes = [outcome] * len(held) if isinstance(outcome, str) else list(outcome)
-        details = [detail] * len(held) if isinstance(detail, str) else list(detail)
-        connection.execute(
-            update(attempts)
-            .where(
-                and_(
-                    attempts.c.idempotency_key == bindparam("k"),
-                    attempts.c.attempt == bindparam("n"),
-                )
-            )
-            .values(finished_at=bindparam("at"), outcome=bindparam("o"), detail=bindparam("d")),
-            [
-                {"k": h.key, "n": h.sends + 1, "at": self.clock(), "o": o, "d": d}
-                for h, o, d in zip(held, outcomes, details, strict=True)
-            ],
+        """Each send's outcome and detail: (key, attempt, outcome, detail)."""
+        at = driver_value(connection, attempts.c.finished_at, self.clock())
+        execute_many(
+            connection,
+            "UPDATE attempts SET finished_at = ?, outcome = ?, detail = ?"
+            " WHERE idempotency_key = ? AND attempt = ?",
+            [(at, outcome, detail, key, n) for key, n, outcome, detail in finished],
         )
 
     def _record_receipts(
         self, held: Sequence[_Held], answers: Sequence[Receipt | GatewayRejected]
     ) -> None:
+        """The receipts, and the outcomes the DCC has decided already, in one transaction."""
         moves = []
-        outcomes = []
-        details = []
+        finished = []
+        accepted = []
         for h, answer in zip(held, answers, strict=True):
             base = (h.key, self.batch.name, h.installation_id, S.SUBMITTING)
             if isinstance(answer, GatewayRejected):
                 moves.append(Move(*base, S.FAILED, reason=DCC_REJECTED, retryable=False))
-                outcomes.append(f"REJECTED {answer.status}")
-                details.append(answer.message[:500])
+                finished.append((h.key, h.sends + 1, f"REJECTED {answer.status}",
+                                 answer.message[:500]))  # fmt: skip
                 self.tally.rejected += 1
             elif answer.status == "CONFLICT":
                 moves.append(Move(*base, S.FAILED, reason=KEY_CONFLICT, retryable=False))
-                outcomes.append("CONFLICT")
-                details.append("the DCC holds this key with another fingerprint")
+                finished.append((h.key, h.sends + 1, "CONFLICT", "held with another fingerprint"))
                 self.tally.conflicts += 1
             else:
                 moves.append(Move(*base, S.ACCEPTED, attempted=True, worker=self.worker))
-                outcomes.append(answer.status)
-                details.append(f"worker={self.worker}")
+                finished.append((h.key, h.sends + 1, answer.status, f"worker={self.worker}"))
+                accepted.append(_Waiting(h.key, h.installation_id, h.attempts + 1, h.sends + 1))
                 if answer.status == "DUPLICATE":
                     self.tally.duplicates += 1
                 else:
                     self.tally.accepted += 1
+        settled: tuple[list[Move], list[tuple[str, int, str, str]]] = ([], [])
+        if accepted and self._ask_at_once:
+            # A DCC that decides quickly has most outcomes by now: one transaction for both.
+            outcomes = self._outcomes(accepted)
+            if outcomes is not None:
+                settled = self._outcome_moves(accepted, outcomes)
+                self._ask_at_once = len(settled[0]) * 2 >= len(accepted)
         with self.engine.begin() as connection:
-            self._apply(connection, moves)
-            self._finish_attempts(connection, held, outcomes, details)
+            applied = {m.idempotency_key for m in self._apply(connection, moves)}
+            self._finish_attempts(connection, [f for f in finished if f[0] in applied])
+            self._write_outcomes(connection, *settled)
 
     # -- outcomes ---------------------------------------------------------------------------
+
+    def _outcomes(self, waiting: Sequence[_Waiting]) -> list[Outcome] | None:
+        """The DCC's outcomes for these requests, or None if it could not say (then they
+        stay ACCEPTED and are polled again; a DCC that stays unavailable ends the run)."""
+        try:
+            return self._retrying(lambda: self.gateway.outcomes([w.key for w in waiting]))  # type: ignore[return-value]
+        except GatewayUnavailable as error:
+            self.unavailable = str(error)
+        except Stopping:
+            pass
+        return None
 
     def _poll(self) -> bool:
         """Poll one page of the requests this worker holds in ACCEPTED, cycling through
@@ -572,38 +577,38 @@ class _Worker:
         self._cursor = waiting[-1].key if len(waiting) == self.options.poll_chunk else ""
         if not waiting:
             return False
-        try:
-            outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in waiting]))
-        except GatewayUnavailable as error:
-            self.unavailable = str(error)
+        outcomes = self._outcomes(waiting)
+        if outcomes is None:
             return False
-        except Stopping:
+        moves, finished = self._outcome_moves(waiting, outcomes)
+        if not moves:
             return False
-        return self._settle(waiting, outcomes)  # type: ignore[arg-type]
+        with self.engine.begin() as connection:
+            self._write_outcomes(connection, moves, finished)
+        return True
 
-    def _settle(self, waiting: Sequence[_Waiting], outcomes: Sequence[Outcome]) -> bool:
+    def _outcome_moves(
+        self, waiting: Sequence[_Waiting], outcomes: Sequence[Outcome]
+    ) -> tuple[list[Move], list[tuple[str, int, str, str]]]:
+        """The moves from ACCEPTED that the outcomes call for (PENDING ones: none), and what
+        each send's attempts row should say."""
         moves: list[Move] = []
-        finished: list[tuple[_Waiting, str, str]] = []
+        finished: list[tuple[str, int, str, str]] = []
         for w, outcome in zip(waiting, outcomes, strict=True):
             base = (w.key, self.batch.name, w.installation_id)
             if outcome.state == "MIGRATED":
                 moves.append(Move(*base, S.ACCEPTED, S.MIGRATED, reason=outcome.reason))
-                finished.append((w, "MIGRATED", outcome.reason or ""))
+                finished.append((w.key, w.sends, "MIGRATED", outcome.reason or ""))
                 self.tally.migrated += 1
             elif outcome.state == "FAILED":
                 reason = outcome.reason or "FAILED"
-                finished.append((w, "FAILED", reason))
+                finished.append((w.key, w.sends, "FAILED", reason))
                 again = bool(outcome.retryable) and w.attempts < self.batch.max_attempts
                 if outcome.retryable and not again:
                     moves.append(
-                        Move(
-                            *base,
-                            S.ACCEPTED,
-                            S.FAILED,
-                            reason=MAX_ATTEMPTS_EXCEEDED,
-                            retryable=False,
-                        )
-                    )
+                        Move(*base, S.ACCEPTED, S.FAILED, reason=MAX_ATTEMPTS_EXCEEDED,
+                             retryable=False)
+                    )  # fmt: skip
                     self.tally.failed += 1
                 elif again and self.options.requeue_failures:
                     moves.append(Move(*base, S.ACCEPTED, S.FAILED, reason=reason, retryable=True))
@@ -615,33 +620,25 @@ class _Worker:
             elif outcome.state == "UNKNOWN":
                 # We hold a receipt the DCC no longer stands behind: send it again.
                 moves.append(Move(*base, S.ACCEPTED, S.STAGED, reason=UNKNOWN_AT_DCC))
-                finished.append((w, "UNKNOWN", UNKNOWN_AT_DCC))
+                finished.append((w.key, w.sends, "UNKNOWN", UNKNOWN_AT_DCC))
                 self.tally.unknown += 1
+        return moves, finished
+
+    def _write_outcomes(
+        self,
+        connection: Connection,
+        moves: Sequence[Move],
+        finished: Sequence[tuple[str, int, str, str]],
+    ) -> None:
         if not moves:
-            return False
-        with self.engine.begin() as connection:
-            first = [m for m in moves if m.source == S.ACCEPTED]
-            applied = {m.idempotency_key for m in self._apply(connection, first)}
-            self._apply(
-                connection,
-                [m for m in moves if m.source == S.FAILED and m.idempotency_key in applied],
-            )
-            connection.execute(
-                update(attempts)
-                .where(
-                    and_(
-                        attempts.c.idempotency_key == bindparam("k"),
-                        attempts.c.attempt == bindparam("n"),
-                    )
-                )
-                .values(outcome=bindparam("o"), detail=bindparam("d")),
-                [
-                    {"k": w.key, "n": w.sends, "o": state, "d": reason}
-                    for w, state, reason in finished
-                    if w.key in applied
-                ],
-            )
-        return True
+            return
+        first = [m for m in moves if m.source == S.ACCEPTED]
+        applied = {m.idempotency_key for m in self._apply(connection, first)}
+        self._apply(
+            connection,
+            [m for m in moves if m.source == S.FAILED and m.idempotency_key in applied],
+        )
+        self._finish_attempts(connection, [f for f in finished if f[0] in applied])
 
     def _waiting_for_outcomes(self) -> bool:
         """Whether this worker holds ACCEPTED requests still worth polling."""

@@ -2,7 +2,8 @@
 
 The commit stage only needs three things from the DCC: submit a chunk of keyed requests,
 poll their outcomes, read the post-migration inventory. Keeping that behind a small protocol
-lets the HTTP client, a file-drop exchange and test doubles stand in for one another.
+lets the HTTP client, a file-drop exchange (file_drop.py) and test doubles stand in for one
+another; the checks of the DCC's replies are functions here that both transports call.
 
 Errors are typed by what the caller does next: `GatewayUnavailable` (a TransientError:
 timeouts, dropped connections, 429, 5xx) is retried with the same idempotency keys;
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -127,32 +128,111 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def _error_message(response: httpx.Response) -> str:
-    """The server's `{"error": ...}` message, or the start of the body if it sent another."""
-    try:
-        document = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return response.text[:200] or response.reason_phrase
+def error_message(document: object) -> str:
+    """The server's `{"error": ...}` message, or the start of the document if it sent another."""
     if isinstance(document, dict) and isinstance(document.get("error"), str):
         return document["error"]
     return str(document)[:200]
 
 
+def status_error(
+    status: int, what: str, message: str, retry_after: float | None = None
+) -> GatewayUnavailable | GatewayRejected:
+    """The typed error for a non-2xx status, which says whether to retry: 429 and 5xx are
+    transient (429 with its Retry-After); any other status means the request must change."""
+    if status == 429:
+        return GatewayUnavailable(
+            f"{what}: HTTP 429: {message}", status=429, retry_after=retry_after
+        )
+    if status >= 500:
+        return GatewayUnavailable(f"{what}: HTTP {status}: {message}", status=status)
+    return GatewayRejected(status, f"{what}: {message}")
+
+
+def requests_document(chunk: Sequence[Submission]) -> dict[str, Any]:
+    """The body of a submission (as POST /v1/requests), whatever transport carries it."""
+    return {
+        "requests": [
+            {
+                "idempotency_key": s.idempotency_key,
+                "fingerprint": s.fingerprint,
+                "installation_id": s.installation_id,
+                "supplier_mpid": s.supplier_mpid,
+                "payload": s.payload,
+            }
+            for s in chunk
+        ]
+    }
+
+
+def parse_receipts(chunk: Sequence[Submission], document: object, what: str) -> list[Receipt]:
+    """One receipt per submission, in order, each naming its key; anything else is a
+    protocol error, since a receipt matched to the wrong request would record a lie."""
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, list) or len(results) != len(chunk):
+        raise GatewayProtocolError(
+            f"{what}: expected {len(chunk)} results, got {_describe(results)}"
+        )
+    receipts = []
+    for sent, result in zip(chunk, results, strict=True):
+        if (
+            not isinstance(result, dict)
+            or result.get("idempotency_key") != sent.idempotency_key
+            or result.get("status") not in RECEIPT_STATUSES
+        ):
+            raise GatewayProtocolError(
+                f"{what}: unexpected result for {sent.idempotency_key!r}: {result!r}"
+            )
+        receipts.append(Receipt(sent.idempotency_key, result["status"]))
+    return receipts
+
+
+def parse_outcomes(keys: Sequence[str], document: object, what: str) -> list[Outcome]:
+    """One outcome per key, in order, each naming its key and a state."""
+    items = document.get("outcomes") if isinstance(document, dict) else None
+    if not isinstance(items, list) or len(items) != len(keys):
+        raise GatewayProtocolError(f"{what}: expected {len(keys)} outcomes, got {_describe(items)}")
+    outcomes = []
+    for key, item in zip(keys, items, strict=True):
+        if (
+            not isinstance(item, dict)
+            or item.get("idempotency_key") != key
+            or not isinstance(item.get("state"), str)
+        ):
+            raise GatewayProtocolError(f"{what}: unexpected outcome for {key!r}: {item!r}")
+        outcomes.append(Outcome(key, item["state"], item.get("reason"), item.get("retryable")))
+    return outcomes
+
+
+def parse_inventory_lines(lines: Iterable[str | bytes], what: str) -> Iterator[dict[str, Any]]:
+    """Devices from inventory JSON lines, one at a time, as they are read; blank lines skipped."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            device = json.loads(line)
+        except ValueError as exc:
+            raise GatewayProtocolError(f"{what}: line {number} is not JSON") from exc
+        if not isinstance(device, dict):
+            raise GatewayProtocolError(f"{what}: line {number} is not an object")
+        yield device
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The message of an HTTP error reply, or the start of its body if that is not JSON."""
+    try:
+        document = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return response.text[:200] or response.reason_phrase
+    return error_message(document)
+
+
 def _check_status(response: httpx.Response, what: str) -> None:
     """Turn a non-2xx reply into the typed error that says whether to retry."""
     status = response.status_code
-    if 200 <= status < 300:
-        return
-    if status == 429:
+    if not 200 <= status < 300:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise GatewayUnavailable(
-            f"{what}: HTTP 429: {_error_message(response)}", status=429, retry_after=retry_after
-        )
-    if status >= 500:
-        raise GatewayUnavailable(
-            f"{what}: HTTP {status}: {_error_message(response)}", status=status
-        )
-    raise GatewayRejected(status, f"{what}: {_error_message(response)}")
+        raise status_error(status, what, _error_message(response), retry_after)
 
 
 class HttpGateway:
@@ -218,59 +298,15 @@ class HttpGateway:
         whole or not at all, so after any error the whole chunk may be resent as is."""
         if not chunk:
             return []
-        body = {
-            "requests": [
-                {
-                    "idempotency_key": s.idempotency_key,
-                    "fingerprint": s.fingerprint,
-                    "installation_id": s.installation_id,
-                    "supplier_mpid": s.supplier_mpid,
-                    "payload": s.payload,
-                }
-                for s in chunk
-            ]
-        }
-        document = self._post("/v1/requests", body)
-        results = document.get("results") if isinstance(document, dict) else None
-        if not isinstance(results, list) or len(results) != len(chunk):
-            raise GatewayProtocolError(
-                f"POST /v1/requests: expected {len(chunk)} results, got {_describe(results)}"
-            )
-        receipts = []
-        for sent, result in zip(chunk, results, strict=True):
-            if (
-                not isinstance(result, dict)
-                or result.get("idempotency_key") != sent.idempotency_key
-                or result.get("status") not in RECEIPT_STATUSES
-            ):
-                raise GatewayProtocolError(
-                    f"POST /v1/requests: unexpected result for {sent.idempotency_key!r}: {result!r}"
-                )
-            receipts.append(Receipt(sent.idempotency_key, result["status"]))
-        return receipts
+        document = self._post("/v1/requests", requests_document(chunk))
+        return parse_receipts(chunk, document, "POST /v1/requests")
 
     def outcomes(self, keys: Sequence[str]) -> list[Outcome]:
         """The current outcome of each key, in order (UNKNOWN for a key never stored)."""
         if not keys:
             return []
         document = self._post("/v1/outcomes", {"keys": list(keys)})
-        items = document.get("outcomes") if isinstance(document, dict) else None
-        if not isinstance(items, list) or len(items) != len(keys):
-            raise GatewayProtocolError(
-                f"POST /v1/outcomes: expected {len(keys)} outcomes, got {_describe(items)}"
-            )
-        outcomes = []
-        for key, item in zip(keys, items, strict=True):
-            if (
-                not isinstance(item, dict)
-                or item.get("idempotency_key") != key
-                or not isinstance(item.get("state"), str)
-            ):
-                raise GatewayProtocolError(
-                    f"POST /v1/outcomes: unexpected outcome for {key!r}: {item!r}"
-                )
-            outcomes.append(Outcome(key, item["state"], item.get("reason"), item.get("retryable")))
-        return outcomes
+        return parse_outcomes(keys, document, "POST /v1/outcomes")
 
     def inventory(self) -> Iterator[dict[str, Any]]:
         """Stream the post-migration inventory, one device per item, without holding it all.
@@ -284,16 +320,7 @@ class HttpGateway:
                 if response.status_code >= 300:
                     response.read()
                 _check_status(response, what)
-                for number, line in enumerate(response.iter_lines(), start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        device = json.loads(line)
-                    except ValueError as exc:
-                        raise GatewayProtocolError(f"{what}: line {number} is not JSON") from exc
-                    if not isinstance(device, dict):
-                        raise GatewayProtocolError(f"{what}: line {number} is not an object")
-                    yield device
+                yield from parse_inventory_lines(response.iter_lines(), what)
         except httpx.TimeoutException as exc:
             raise GatewayUnavailable(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.UnsupportedProtocol as exc:

@@ -1,4 +1,5 @@
-"""A DCC test service on localhost: the gateway protocol, served over real HTTP.
+"""A DCC test service on localhost: the gateway protocol, served over real HTTP and, with
+`serve(exchange=...)`, as a file-drop exchange too (file_exchange.py).
 
 The DCC's interfaces are not public, so the commit stage and reconciliation are exercised
 against this simulator. It behaves as the test service would where it matters to a client:
@@ -7,7 +8,8 @@ acknowledged (a restart loses nothing acknowledged), capacity is rationed per su
 simulated day (429 with Retry-After), outcomes arrive asynchronously and are decided
 deterministically from a seed and the installation, and faults (latency, 503, timeouts,
 dropped connections, a response lost after the commit) are injected on request, all
-deterministic for a seed. See DCC_API.md for the wire format.
+deterministic for a seed. Both transports call one `Service`, so they store, answer and fault
+alike. See DCC_API.md for the wire formats.
 
 Payloads hold personal data (MPxNs, serials): they are stored, never logged; logs carry counts.
 """
@@ -23,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,10 +39,15 @@ from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
 __all__ = [
     "DEVICE_FIELDS",
     "GAS_SIDE_TYPES",
+    "UNAVAILABLE",
     "Outcome",
+    "Reply",
+    "Service",
     "SimulatorOptions",
     "decide_outcome",
     "make_server",
+    "ndjson_lines",
+    "open_service",
     "serve",
 ]
 
@@ -50,6 +58,12 @@ GAS_SIDE_TYPES = frozenset({"GSME"})
 STATE_FILE = "dcc-simulator.sqlite3"
 MAX_BODY = 64 * 1024 * 1024
 REQUEST_FIELDS = ("idempotency_key", "fingerprint", "installation_id", "supplier_mpid")
+
+# What an endpoint answers, whatever the transport: status, JSON body (for a 200 from the
+# inventory, the list of devices, sent as JSON lines) and headers.
+Reply = tuple[int, Any, dict[str, str]]
+# The answer to an injected "error" fault.
+UNAVAILABLE: Reply = (503, {"error": "injected fault: service unavailable"}, {})
 
 
 @dataclass(frozen=True)
@@ -202,6 +216,20 @@ def _parse_keys(body: object) -> list[str]:
         if not isinstance(key, str) or not key:
             raise BadRequest(f"keys[{index}]: must be a non-empty string")
     return keys
+
+
+def parse_body(raw: bytes) -> object:
+    """The request body as JSON, or a BadRequest naming the problem."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body: not valid JSON ({exc.__class__.__name__})") from None
+
+
+def ndjson_lines(devices: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """The inventory as JSON lines, one device each, as both transports send it."""
+    for device in devices:
+        yield json.dumps(device, separators=(",", ":")).encode() + b"\n"
 
 
 class OverCapacity(Exception):
@@ -410,18 +438,19 @@ class _Store:
         return devices
 
 
-class DCCSimulatorServer(ThreadingHTTPServer):
-    """The HTTP server with its store, options and the seeded fault sequence."""
+class Service:
+    """The simulated DCC behind every transport: its store, its options, the seeded fault
+    sequence and one function per endpoint, so HTTP and the file exchange behave alike."""
 
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], store: _Store, options: SimulatorOptions) -> None:
+    def __init__(self, store: _Store, options: SimulatorOptions) -> None:
         self.store = store
         self.options = options
-        self.stopping = threading.Event()
         self._faults = 0
         self._fault_lock = threading.Lock()
-        super().__init__(address, _Handler)
+
+    def close(self) -> None:
+        """Close the store; every transport using this service must have stopped."""
+        self.store.close()
 
     def next_fault(self) -> str | None:
         """The fault for the next request, drawn in arrival order from the seed."""
@@ -441,11 +470,84 @@ class DCCSimulatorServer(ThreadingHTTPServer):
             draw -= rate
         return None
 
+    def call(self, endpoint: str, raw: bytes) -> Reply:
+        """One endpoint (requests, outcomes, inventory) on a raw body (which the inventory
+        ignores): input the client must fix is a 400 naming the field, any other failure a
+        500, never a traceback."""
+        try:
+            if endpoint == "requests":
+                return self.requests(parse_body(raw))
+            if endpoint == "outcomes":
+                return self.outcomes(parse_body(raw))
+            if endpoint == "inventory":
+                return self.inventory()
+        except BadRequest as exc:
+            return 400, {"error": str(exc)}, {}
+        except Exception:
+            log.exception("internal_error", endpoint=endpoint)
+            return 500, {"error": "internal error in the simulator; see its log"}, {}
+        return 404, {"error": f"no such endpoint: {endpoint}"}, {}
+
+    def requests(self, body: object) -> Reply:
+        """Store a chunk: its receipts, or 429 with Retry-After over the day's capacity, or
+        413 for a chunk that no day could hold."""
+        items = _parse_requests(body)
+        try:
+            results = self.store.submit(items)
+        except OverCapacity as exc:
+            log.info("over_capacity", requests=len(items), retry_after=exc.retry_after)
+            message = f"supplier {exc.supplier} is over its capacity for the simulated day"
+            return 429, {"error": message}, {"Retry-After": str(exc.retry_after)}
+        except ChunkTooLarge as exc:
+            return 413, {"error": str(exc)}, {}
+        counts = Counter(r["status"] for r in results)
+        log.info(
+            "requests",
+            received=len(items),
+            accepted=counts["ACCEPTED"],
+            duplicate=counts["DUPLICATE"],
+            conflict=counts["CONFLICT"],
+        )
+        return 200, {"results": results}, {}
+
+    def outcomes(self, body: object) -> Reply:
+        """The outcome of each key, in order."""
+        keys = _parse_keys(body)
+        outcomes = self.store.outcomes(keys)
+        counts = Counter(o["state"] for o in outcomes)
+        log.info("outcomes", keys=len(keys), **{k.lower(): v for k, v in counts.items()})
+        return 200, {"outcomes": outcomes}, {}
+
+    def inventory(self) -> Reply:
+        """The devices of migrated installations (a list, which transports send as JSON lines)."""
+        devices = self.store.inventory()
+        log.info("inventory", devices=len(devices))
+        return 200, devices, {}
+
+
+ROUTES = {
+    ("POST", "/v1/requests"): "requests",
+    ("POST", "/v1/outcomes"): "outcomes",
+    ("GET", "/v1/inventory"): "inventory",
+}
+HEALTH = "/v1/health"
+
+
+class DCCSimulatorServer(ThreadingHTTPServer):
+    """The HTTP server in front of a service."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: Service) -> None:
+        self.service = service
+        self.stopping = threading.Event()
+        super().__init__(address, _Handler)
+
     def server_close(self) -> None:
         """Wake handlers sleeping out a timeout, then close the socket and the store."""
         self.stopping.set()
         super().server_close()
-        self.store.close()
+        self.service.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -472,7 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, **headers: str) -> None:
         self._json(status, {"error": message}, **headers)
 
-    def _read_json(self) -> object:
+    def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None:
             raise BadRequest("Content-Length: missing")
@@ -482,11 +584,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise BadRequest("Content-Length: not a number") from None
         if size < 0 or size > MAX_BODY:
             raise BadRequest(f"Content-Length: must be between 0 and {MAX_BODY}")
-        raw = self.rfile.read(size)
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"body: not valid JSON ({exc.__class__.__name__})") from None
+        return self.rfile.read(size)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -497,33 +595,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         """Route, apply the injected fault, and turn any failure into a reply, never a
         traceback to the client."""
-        routes = {
-            ("GET", "/v1/health"): None,
-            ("POST", "/v1/requests"): self._requests,
-            ("POST", "/v1/outcomes"): self._outcomes,
-            ("GET", "/v1/inventory"): self._inventory,
-        }
         path = self.path.split("?", 1)[0]
-        if (method, path) not in routes:
-            known = {p for _, p in routes}
-            if path in known:
+        if (method, path) == ("GET", HEALTH):
+            self._json(200, {"status": "ok"})
+            return
+        endpoint = ROUTES.get((method, path))
+        if endpoint is None:
+            if path in {p for _, p in ROUTES} | {HEALTH}:
                 self._error(405, f"{method} not allowed on {path}")
             else:
                 self._error(404, f"no such endpoint: {path}")
             return
-        handler = routes[(method, path)]
-        if handler is None:
-            self._json(200, {"status": "ok"})
-            return
-        options = self.server.options
+        service = self.server.service
+        options = service.options
         if options.latency_ms:
             self.server.stopping.wait(options.latency_ms / 1000)
-        fault = self.server.next_fault()
+        fault = service.next_fault()
         try:
-            body = self._read_json() if method == "POST" else None
+            raw = self._read_body() if method == "POST" else b""
             if fault == "error":
                 log.info("fault", kind="error", path=path)
-                self._error(503, "injected fault: service unavailable")
+                status, document, headers = UNAVAILABLE
+                self._json(status, document, **headers)
                 return
             if fault == "timeout":
                 log.info("fault", kind="timeout", path=path)
@@ -535,12 +628,13 @@ class _Handler(BaseHTTPRequestHandler):
                 log.info("fault", kind="drop", path=path)
                 self._drop()
                 return
-            status, document, headers, text = handler(body)
+            status, document, headers = service.call(endpoint, raw)
             if fault == "lost_response":
                 log.info("fault", kind="lost_response", path=path)
                 self._drop()
                 return
-            if text is not None:
+            if endpoint == "inventory" and status == 200:
+                text = b"".join(ndjson_lines(document))
                 self._send(status, text, "application/x-ndjson", **headers)
             else:
                 self._json(status, document, **headers)
@@ -557,54 +651,26 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(2)
 
-    def _requests(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
-        items = _parse_requests(body)
-        try:
-            results = self.server.store.submit(items)
-        except OverCapacity as exc:
-            log.info("over_capacity", requests=len(items), retry_after=exc.retry_after)
-            message = f"supplier {exc.supplier} is over its capacity for the simulated day"
-            return 429, {"error": message}, {"Retry-After": str(exc.retry_after)}, None
-        except ChunkTooLarge as exc:
-            return 413, {"error": str(exc)}, {}, None
-        counts = Counter(r["status"] for r in results)
-        log.info(
-            "requests",
-            received=len(items),
-            accepted=counts["ACCEPTED"],
-            duplicate=counts["DUPLICATE"],
-            conflict=counts["CONFLICT"],
-        )
-        return 200, {"results": results}, {}, None
 
-    def _outcomes(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
-        keys = _parse_keys(body)
-        outcomes = self.server.store.outcomes(keys)
-        counts = Counter(o["state"] for o in outcomes)
-        log.info("outcomes", keys=len(keys), **{k.lower(): v for k, v in counts.items()})
-        return 200, {"outcomes": outcomes}, {}, None
-
-    def _inventory(self, body: object) -> tuple[int, object, dict[str, str], bytes | None]:
-        devices = self.server.store.inventory()
-        log.info("inventory", devices=len(devices))
-        text = "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in devices)
-        return 200, None, {}, text.encode()
+def open_service(state_dir: Path, options: SimulatorOptions) -> Service:
+    """The service on the state in `state_dir` (created if need be); close() it when done."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return Service(_Store(state_dir / STATE_FILE, options), options)
 
 
 def make_server(
     host: str, port: int, state_dir: Path, options: SimulatorOptions
-) -> ThreadingHTTPServer:
+) -> DCCSimulatorServer:
     """A bound, not yet serving, simulator; port 0 picks a free port (see server_address).
 
     Call serve_forever() to run it and shutdown() then server_close() to stop it.
     """
-    state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    store = _Store(state_dir / STATE_FILE, options)
+    service = open_service(state_dir, options)
     try:
-        return DCCSimulatorServer((host, port), store, options)
+        return DCCSimulatorServer((host, port), service)
     except BaseException:
-        store.close()
+        service.close()
         raise
 
 
@@ -613,10 +679,21 @@ def serve(
     port: int = 8080,
     state_dir: Path = Path("dcc-simulator-state"),
     options: SimulatorOptions | None = None,
+    *,
+    exchange: Path | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly: in-flight requests finish their
-    transaction and the store is closed, so nothing acknowledged is lost."""
+    transaction and the store is closed, so nothing acknowledged is lost. With `exchange`,
+    the file-drop exchange in that folder is answered too, from the same service."""
+    # Imported here because file_exchange builds on this module.
+    from migrate.sim.file_exchange import FileExchange
+
     server = make_server(host, port, state_dir, options or SimulatorOptions())
+    try:
+        files = None if exchange is None else FileExchange(exchange, server.service)
+    except BaseException:
+        server.server_close()
+        raise
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -624,12 +701,22 @@ def serve(
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     worker = threading.Thread(target=server.serve_forever, name="dcc-simulator", daemon=True)
     worker.start()
+    if files is not None:
+        files.start()
     bound_host, bound_port = server.server_address[:2]
-    log.info("dcc_simulator_started", host=bound_host, port=bound_port, state_dir=str(state_dir))
+    log.info(
+        "dcc_simulator_started",
+        host=bound_host,
+        port=bound_port,
+        state_dir=str(state_dir),
+        exchange=None if exchange is None else str(exchange),
+    )
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        if files is not None:
+            files.stop()
         server.shutdown()
         worker.join()
         server.server_close()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select, update
 
 from migrate.audit import AuditRecord, Verification, seal_many, verify
 from migrate.errors import ConfigError
-from migrate.store.bulk import insert_ignoring_present
+from migrate.store.bulk import execute_many, insert_ignoring_present
 from migrate.store.schema import audit, audit_head
 
 HEAD_ROW = 1
@@ -22,6 +22,8 @@ _TYPES = {
     column.name: pa.int64() if column.name == "seq" else pa.string() for column in audit.columns
 }
 FETCH_ROWS = 10_000
+# Appends up to this many records go to the driver's executemany, bigger ones in bulk.
+SMALL_APPEND = 5_000
 
 
 def default_actor() -> str:
@@ -85,17 +87,26 @@ def append(
         for offset, event in enumerate(events, start=1)
     ]
     sealed = seal_many(rows, prev_hash, key)
-    columns = [column.name for column in audit.columns]
-    values = {name: [getattr(record, name) for record in sealed] for name in columns}
     # Every record of one append shares its inputs: written once, referenced by each row.
     shared = _inputs_text(inputs)
-    values["inputs"] = [shared] * len(sealed)
-    insert_ignoring_present(
-        connection,
-        "audit",
-        pa.table({name: pa.array(values[name], _TYPES[name]) for name in columns}),
-        ["seq"],
-    )
+    columns = [column.name for column in audit.columns]
+    if len(sealed) <= SMALL_APPEND:
+        # A commit's chunk: tuples straight to the driver beat building an Arrow table.
+        fields = [vars(record) for record in sealed]
+        execute_many(
+            connection,
+            f"INSERT INTO audit ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [tuple(shared if name == "inputs" else f[name] for name in columns) for f in fields],
+        )
+    else:
+        values = {name: [getattr(record, name) for record in sealed] for name in columns}
+        values["inputs"] = [shared] * len(sealed)
+        insert_ignoring_present(
+            connection,
+            "audit",
+            pa.table({name: pa.array(values[name], _TYPES[name]) for name in columns}),
+            ["seq"],
+        )
     head = sealed[-1]
     connection.execute(
         update(audit_head).where(audit_head.c.id == HEAD_ROW).values(seq=head.seq, hash=head.hash)

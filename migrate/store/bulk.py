@@ -8,10 +8,12 @@ SELECT ... ORDER BY the key ON CONFLICT DO NOTHING (sorted rows insert faster).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection
+from sqlalchemy import Column, Connection
 
 CHUNK = 50_000
 
@@ -56,3 +58,23 @@ def _copy(connection: Connection, table_name: str, names: str, rows: pa.Table) -
             f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {scratch} "
             "ORDER BY 1 ON CONFLICT DO NOTHING"
         )
+
+
+def execute_many(connection: Connection, statement: str, rows: Sequence[Sequence[object]]) -> int:
+    """One parameterised statement (written with `?` marks) for every row, through the
+    driver's own executemany: SQLAlchemy's per-row parameter processing costs more than the
+    database does on hot paths. Values must already be in the driver's terms (see
+    `driver_value`). Returns the rows affected."""
+    if not rows:
+        return 0
+    if connection.dialect.paramstyle != "qmark":
+        statement = statement.replace("?", "%s")
+    return connection.exec_driver_sql(statement, list(rows)).rowcount
+
+
+def driver_value(connection: Connection, column: Column[Any], value: object) -> object:
+    """A value as the column's SQLAlchemy type would hand it to the driver (SQLite stores
+    datetimes and booleans in its own way), for `execute_many`."""
+    dialect = connection.dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if process is None else process(value)

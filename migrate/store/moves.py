@@ -12,10 +12,11 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from migrate.errors import TerminalError
 from migrate.store import audit_log
+from migrate.store.bulk import driver_value, execute_many
 from migrate.store.schema import requests
 from migrate.store.states import RequestState, check_transition
 
@@ -26,9 +27,9 @@ LOOKUP = 5_000
 class Move:
     """One request from `source` to `target`.
 
-    `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit; `sent`
-    counts a send; `worker` is the commit worker holding the request afterwards (None: no
-    one); `retryable` says, for a FAILED request, whether a later attempt may cure it.
+    `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit;
+    `worker` is the commit worker holding the request afterwards (None: no one); `retryable`
+    says, for a FAILED request, whether a later attempt may cure it.
     """
 
     idempotency_key: str
@@ -38,7 +39,6 @@ class Move:
     target: RequestState
     reason: str | None = None
     attempted: bool = False
-    sent: bool = False
     worker: str | None = None
     retryable: bool | None = None
 
@@ -70,38 +70,28 @@ def apply_moves(
         return audit_log.append(
             connection, [], actor=actor, command=command, inputs=inputs, key=key
         )
-    now = dt.datetime.now(dt.UTC)
-    statement = (
-        update(requests)
-        .where(requests.c.idempotency_key == bindparam("k"))
-        .where(requests.c.state == bindparam("expected"))
-        .values(
-            state=bindparam("target"),
-            reason=bindparam("why"),
-            attempts=requests.c.attempts + bindparam("tried"),
-            sends=requests.c.sends + bindparam("sent"),
-            worker=bindparam("worker"),
-            retryable=bindparam("retryable"),
-            updated_at=bindparam("at"),
-        )
-    )
-    changed = connection.execute(
-        statement,
+    at = driver_value(connection, requests.c.updated_at, dt.datetime.now(dt.UTC))
+    flags = {
+        value: driver_value(connection, requests.c.retryable, value) for value in (True, False)
+    }
+    changed = execute_many(
+        connection,
+        "UPDATE requests SET state = ?, reason = ?, attempts = attempts + ?, worker = ?,"
+        " retryable = ?, updated_at = ? WHERE idempotency_key = ? AND state = ?",
         [
-            {
-                "k": move.idempotency_key,
-                "expected": move.source.value,
-                "target": move.target.value,
-                "why": move.reason,
-                "tried": 1 if move.attempted else 0,
-                "sent": 1 if move.sent else 0,
-                "worker": move.worker,
-                "retryable": move.retryable,
-                "at": now,
-            }
+            (
+                move.target.value,
+                move.reason,
+                1 if move.attempted else 0,
+                move.worker,
+                None if move.retryable is None else flags[move.retryable],
+                at,
+                move.idempotency_key,
+                move.source.value,
+            )
             for move in moves
         ],
-    ).rowcount
+    )
     if changed != len(moves):
         raise StaleState(_not_moved(connection, moves))
     return audit_log.append(

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from migrate.plan import make_plan
 from migrate.store import audit_log
@@ -121,3 +121,31 @@ def test_a_request_moved_by_someone_else_rolls_back_the_whole_set(staged) -> Non
     with staged.connect() as connection:
         assert audit_log.head(connection) == head
         assert audit_log.verify_log(connection, None).ok
+
+
+def test_values_written_by_the_driver_read_back_as_sqlalchemy_writes_them(staged) -> None:  # type: ignore[no-untyped-def]
+    """The bulk path hands datetimes to the driver itself: they must read back through the
+    table's types as values written through SQLAlchemy do."""
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from migrate.store.bulk import driver_value, execute_many
+    from migrate.store.schema import attempts
+
+    (first, _), (second, _) = _requests(staged, 2)
+    at = dt.datetime(2026, 11, 29, 12, 30, 1, 123456, tzinfo=dt.UTC)
+    with staged.begin() as connection:
+        connection.execute(insert(attempts).values(idempotency_key=first, attempt=1, started_at=at))
+        execute_many(
+            connection,
+            "INSERT INTO attempts (idempotency_key, attempt, started_at) VALUES (?, ?, ?)",
+            [(second, 1, driver_value(connection, attempts.c.started_at, at))],
+        )
+        found = dict(
+            connection.execute(select(attempts.c.idempotency_key, attempts.c.started_at)).all()
+        )
+        raw = connection.execute(text("SELECT started_at FROM attempts")).scalars().all()
+    assert found[first] == found[second]
+    assert found[second].replace(tzinfo=found[second].tzinfo or dt.UTC) == at
+    assert raw[0] == raw[1]
