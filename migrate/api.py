@@ -498,8 +498,11 @@ def sim_serve(
     port: int,
     state_dir: Path,
     options: SimulatorOptions,
+    *,
+    exchange: Path | None = None,
 ) -> None:
-    """`migrate sim serve`: the bundled DCC simulator, until SIGINT or SIGTERM."""
+    """`migrate sim serve`: the bundled DCC simulator, until SIGINT or SIGTERM; with
+    `exchange`, also as a file-drop exchange in that folder."""
     from migrate.sim.dcc import serve
 
-    serve(host, port, state_dir, options)
+    serve(host, port, state_dir, options, exchange=exchange)

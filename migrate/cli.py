@@ -770,8 +770,16 @@ def sim_serve(
     lost_response_rate: Annotated[
         float, typer.Option(help="Share of calls stored, then dropped unanswered.")
     ] = 0.0,
+    exchange: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also serve a file-drop exchange in this folder (outbox/, inbox/).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the DCC simulator (a real HTTP server; see migrate/sim/DCC_API.md)."""
+    """Run the DCC simulator (a real HTTP server, and a file-drop exchange with --exchange;
+    see migrate/sim/DCC_API.md)."""
     from migrate.sim.dcc import SimulatorOptions
 
     try:
@@ -789,8 +797,9 @@ def sim_serve(
     except ValueError as error:
         stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
-    stdout.print(f"DCC simulator on http://{host}:{port}, state in {state}", highlight=False)
-    api.sim_serve(host, port, state, options)
+    also = f", file drop in {exchange}" if exchange else ""
+    stdout.print(f"DCC simulator on http://{host}:{port}{also}, state in {state}", highlight=False)
+    api.sim_serve(host, port, state, options, exchange=exchange)
 
 
 @sim_app.command("extract")

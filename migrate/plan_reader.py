@@ -1,4 +1,5 @@
-"""Read a plan's eligible installations as one Arrow table, for staging.
+"""Read a plan's eligible installations as one Arrow table, for staging (and its excluded
+ones, for reconciliation).
 
 A plan lists hundreds of thousands of installations; json.loads turns them into millions of
 Python objects (seven seconds at 300,000). The plan's layout puts each entry on a line of its
@@ -18,6 +19,7 @@ import pyarrow.json as pajson
 from migrate.errors import ConfigError
 
 SECTION = b'\n"eligible": ['
+EXCLUDED_SECTION = b'\n"excluded": ['
 PAYLOAD_SCHEMA = pa.struct(
     [
         pa.field("cohort", pa.string()),
@@ -43,25 +45,48 @@ ENTRY_SCHEMA = pa.schema(
 )
 
 
-def read_eligible(path: Path) -> pa.Table:
-    """The eligible entries, the payload as a struct column."""
+# What reconciliation needs of an excluded installation: who it is and why it was left out.
+EXCLUDED_SCHEMA = pa.schema(
+    [
+        pa.field("installation_id", pa.string()),
+        pa.field("supplier_mpid", pa.string()),
+        pa.field("reasons", pa.list_(pa.string())),
+    ]
+)
+
+
+def _section(
+    path: Path, marker: bytes, schema: pa.Schema, *, unexpected: str, name: str
+) -> pa.Table:
+    """One list of the plan, one entry a line, parsed by Arrow's JSON reader."""
     data = path.read_bytes()
-    start = data.find(SECTION)
+    start = data.find(marker)
     if start < 0:
-        raise ConfigError(path, "no eligible section: not a plan of version 1", key="eligible")
-    start += len(SECTION)
+        raise ConfigError(path, f"no {name} section: not a plan of version 1", key=name)
+    start += len(marker)
     if data[start : start + 1] == b"]":
-        return ENTRY_SCHEMA.empty_table()
+        return schema.empty_table()
     start += 1  # the line break after the bracket
     end = data.find(b"\n]", start)
     # Inside an entry no line breaks occur (JSON escapes them): ",\n" only joins entries.
     lines = data[start:end].replace(b",\n", b"\n")
+    del data
     try:
         return pajson.read_json(
             io.BytesIO(lines),
             parse_options=pajson.ParseOptions(
-                explicit_schema=ENTRY_SCHEMA, unexpected_field_behavior="error"
+                explicit_schema=schema, unexpected_field_behavior=unexpected
             ),
         )
     except pa.ArrowInvalid as error:
-        raise ConfigError(path, f"the eligible section cannot be read: {error}") from None
+        raise ConfigError(path, f"the {name} section cannot be read: {error}") from None
+
+
+def read_eligible(path: Path) -> pa.Table:
+    """The eligible entries, the payload as a struct column."""
+    return _section(path, SECTION, ENTRY_SCHEMA, unexpected="error", name="eligible")
+
+
+def read_excluded(path: Path) -> pa.Table:
+    """The excluded installations: id, supplier and reasons (not their findings)."""
+    return _section(path, EXCLUDED_SECTION, EXCLUDED_SCHEMA, unexpected="ignore", name="excluded")

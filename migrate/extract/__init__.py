@@ -9,6 +9,7 @@ from migrate.errors import InputError
 from migrate.extract.base import ExtractReader, ReadAccount, UnreadableRow
 from migrate.extract.delimited import DelimitedReader
 from migrate.extract.excel import ExcelReader
+from migrate.extract.ndjson import NdjsonReader
 from migrate.extract.parquet import ParquetReader
 
 __all__ = ["ExtractReader", "ReadAccount", "UnreadableRow", "format_of", "open_extract"]
@@ -25,6 +26,8 @@ FORMATS_BY_SUFFIX = {
     ".ods": "excel",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
 }
 
 
@@ -68,6 +71,8 @@ def open_extract(
         )
     if kind == "excel":
         return ExcelReader(path, required, sheet=sheet, header_row=header_row, trailer=trailer)
+    if kind == "ndjson":
+        return NdjsonReader(path, required)
     return ParquetReader(path, required)
 
 
@@ -83,5 +88,5 @@ def _check_signature(path: Path, kind: str) -> None:
     with path.open("rb") as handle:
         head = handle.read(8)
     for signature, what in SIGNATURES.items():
-        if head.startswith(signature) and kind == "delimited":
-            raise InputError(path, f"is {what}, but the mapping reads delimited text")
+        if head.startswith(signature) and kind in {"delimited", "ndjson"}:
+            raise InputError(path, f"is {what}, but the mapping reads {kind} text")

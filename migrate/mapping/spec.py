@@ -145,7 +145,7 @@ def _check_fields(
 class SourceSpec(Strict):
     """How to read the file: everything defaults to detection."""
 
-    format: Literal["auto", "delimited", "excel", "parquet"] = "auto"
+    format: Literal["auto", "delimited", "excel", "parquet", "ndjson"] = "auto"
     encoding: str = "auto"
     delimiter: str = "auto"
     header_row: int | None = Field(default=None, ge=1)

@@ -1,4 +1,4 @@
-"""CSV exports that a spreadsheet cannot turn into formulas.
+"""CSV exports that a spreadsheet cannot turn into formulas, written whole or not at all.
 
 A supplier's extract may hold `=HYPERLINK(...)` in a free-text field; a quarantine CSV that
 repeats it would run it in the reader's Excel. Cells starting with = + - @ (or a tab or
@@ -7,6 +7,8 @@ carriage return) are prefixed with an apostrophe, which spreadsheets show as tex
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,4 +30,13 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
 
 
 def write_csv(table: pa.Table, path: Path) -> None:
-    pacsv.write_csv(neutralise_formulas(table), path)
+    """Written under a temporary name beside `path` and renamed: a half-written CSV would be
+    read as the real one."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".csv", dir=path.parent)
+    os.close(handle)
+    try:
+        pacsv.write_csv(neutralise_formulas(table), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -9,23 +9,20 @@ bytes and a report can be tied to its plan by the input hashes it repeats.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pyarrow as pa
 from markupsafe import Markup
 
-from migrate.report import svg
+from migrate.report import page, svg
 from migrate.report.csv_export import write_csv
+from migrate.report.page import plural as _plural
+from migrate.report.page import text as _text
 
 REPORT_VERSION = 1
 UNKNOWN_SUPPLIER = "(unknown)"  # as the plan's schedule names a missing supplier
@@ -33,12 +30,6 @@ NO_DEVICES = "(no devices)"  # the models label of an installation with no usabl
 FIRMWARE_REASON = "FIRMWARE_UPGRADE_REQUIRED"
 FINDING_FIELDS = ("device_id", "device_type", "manufacturer", "model", "firmware_version")
 QUARANTINE_FIELDS = ("source_file", "source_row", "installation_id", "column", "value", "reason")
-TEMPLATES = Path(__file__).parent / "templates"
-
-
-def _text(value: object) -> str:
-    """A sort key and display form for a value that may be missing."""
-    return "" if value is None else str(value)
 
 
 def _count(value: object) -> int:
@@ -308,41 +299,6 @@ def dump_report(report: Mapping[str, Any]) -> str:
 # --- HTML ------------------------------------------------------------------------------------
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-def _static(name: str) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    # Inlined as is into <script>/<style>: a closing tag inside would end the element early.
-    if "</" in text:
-        raise ValueError(f"{name} must not contain '</'")
-    return text
-
-
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,  # every value is escaped, whatever the template's name
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    environment.filters["thousands"] = lambda value: f"{value:,}" if isinstance(value, int) else ""
-    environment.filters["short_hash"] = lambda value: _text(value)[:12]
-    environment.filters["percent"] = _percent
-    return environment
-
-
-def _percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "–"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def _date(value: object) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value))
@@ -433,23 +389,9 @@ def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
 
 def render_html(report: Mapping[str, Any]) -> str:
     """One self-contained page (inline CSS, SVG and a little JS; nothing fetched at view
-    time), every value escaped by Jinja's autoescape. A Content-Security-Policy allows only
-    the page's own script and style, by hash: an injected script would not run even if a
-    value escaped escaping."""
-    script = _static("dry_run.js")
-    style = _static("dry_run.css")
-    csp = (
-        "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; "
-        f"script-src {_csp_hash(script)}; style-src {_csp_hash(style)}"
-    )
-    template = _environment().get_template("dry_run.html.j2")
-    return template.render(
-        report=report,
-        charts=_charts(report),
-        script=Markup(script),
-        style=Markup(style),
-        csp=csp,
-        no_devices=NO_DEVICES,
+    time), every value escaped, under a Content-Security-Policy (see `page.render`)."""
+    return page.render(
+        "dry_run.html.j2", report=report, charts=_charts(report), no_devices=NO_DEVICES
     )
 
 
@@ -525,20 +467,12 @@ def _table(rows: list[Mapping[str, Any]], columns: tuple[tuple[str, pa.DataType]
 
 
 def write_csvs(report: Mapping[str, Any], directory: Path) -> list[Path]:
-    """One CSV per table of the report, formula cells neutralised (`csv_export.write_csv`).
-    Each file is written under a temporary name and renamed, so none is ever half written."""
+    """One CSV per table of the report, each written whole or not at all, formula cells
+    neutralised (`csv_export.write_csv`)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, columns in CSV_TABLES.items():
-        rows = _csv_rows(report, name)
         path = directory / f"{name}.csv"
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".csv", dir=directory)
-        os.close(handle)
-        try:
-            write_csv(_table(rows, columns), Path(temporary))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_csv(_table(_csv_rows(report, name), columns), path)
         written.append(path)
     return written

@@ -10,6 +10,7 @@ from migrate.errors import ConfigError
 from migrate.mapping import available_mappings, load_mapping
 
 SHIPPED = [
+    "dcc_inventory",
     "edmi_foc_estate",
     "landis_ioc_devices",
     "secure_moc_installations",
@@ -126,7 +127,7 @@ def test_the_name_must_match_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_mapping_lists_the_known_ones(mappings_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="known: edmi_foc_estate, landis_ioc_devices"):
+    with pytest.raises(ConfigError, match="known: dcc_inventory, edmi_foc_estate, landis_ioc_devices"):
         load_mapping("nope", mappings_dir)
 
 
