@@ -17,8 +17,7 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential,
-    wait_random,
+    wait_random_exponential,
 )
 
 from migrate.errors import TransientError
@@ -29,16 +28,17 @@ T = TypeVar("T")
 
 
 class RetryAfterWait:
-    """Capped exponential backoff with jitter, but never shorter than a 429's Retry-After.
+    """Capped exponential backoff with full jitter, but never shorter than a 429's
+    Retry-After.
 
-    The backoff spreads retries from many workers; Retry-After is the server saying when
-    capacity returns, so retrying before it would only spend another 429.
+    Full jitter (a wait drawn between zero and the capped exponential) spreads retries from
+    many workers and, on average, waits half as long as a fixed exponential step: a brief
+    fault costs a fraction of a second. Retry-After is the server saying when capacity
+    returns, so retrying before it would only spend another 429.
     """
 
-    def __init__(self, initial: float = 0.2, maximum: float = 10.0, jitter: float = 1.0) -> None:
-        # wait_exponential + wait_random is wait_exponential_jitter, written so that it means
-        # the same on every tenacity >= 9.0 (whose wait_exponential_jitter arguments moved).
-        self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, jitter)
+    def __init__(self, initial: float = 0.2, maximum: float = 10.0) -> None:
+        self._backoff = wait_random_exponential(multiplier=initial, max=maximum)
         self._maximum = maximum
 
     def __call__(self, retry_state: RetryCallState) -> float:
