@@ -4,6 +4,7 @@ engineer runs, killed the way a machine kills it."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -109,8 +110,15 @@ class Simulator:
         return [dict(row) for row in rows]
 
     def inventory(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/v1/inventory", timeout=30) as response:
-            return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+        """The DCC's inventory, read again while the simulator's injected faults hit it."""
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"{self.url}/v1/inventory", timeout=30) as response:
+                    body = response.read()
+            except (OSError, http.client.HTTPException):
+                continue
+            return [json.loads(line) for line in body.splitlines() if line.strip()]
+        raise RuntimeError("the simulator's inventory could not be read")
 
 
 # Outcome rates off: every attempt MIGRATES unless a test asks otherwise.

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
@@ -173,6 +174,31 @@ class _Waiting:
     sends: int
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """What the DCC said to one chunk: a receipt (or refusal) each, and the outcomes of the
+    accepted ones when it was asked at once."""
+
+    answers: list[Receipt | GatewayRejected]
+    accepted: list[_Waiting]
+    outcomes: list[Outcome] | None
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """A chunk on its way to the DCC; `day` is the capacity day it drew on (None: a resend)."""
+
+    held: list[_Held]
+    day: dt.date | None
+    future: Future[_Answered]
+
+    def wait(self) -> _Answered | BaseException:
+        try:
+            return self.future.result()
+        except (GatewayUnavailable, Stopping) as error:
+            return error
+
+
 @dataclass
 class _Batch:
     name: str
@@ -218,17 +244,43 @@ class _Worker:
         self._cursor = ""
         self._cycle_started = 0.0
         self._ask_at_once = True
+        # Set when adoption took requests in SUBMITTING: they are resent before new claims.
+        self._resend_adopted = False
         self._inputs = {**batch.inputs, "worker": self.worker}
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:
-        with self.lease:
+        """Pipelined: while the DCC answers one chunk, the next is claimed and the one before
+        is recorded, so the store's work and the DCC's overlap instead of taking turns."""
+        with self.lease, ThreadPoolExecutor(1, thread_name_prefix="dcc-exchange") as network:
             self._adopt()
-            while not self.stop.is_set() and self.unavailable is None:
-                worked = self._send_held() or self._claim_and_send()
-                polled = self._poll()
-                if worked or polled:
+            flight: _Flight | None = None
+            while True:
+                going = not self.stop.is_set() and self.unavailable is None
+                taken = self._take(flight) if going else None
+                answered = flight.wait() if flight else None
+                following = None
+                if taken is not None:
+                    held, day = taken
+                    refusal = self._refusal(answered)
+                    if refusal is None:
+                        following = _Flight(held, day, network.submit(self._exchange, held))
+                        self.on_sent(len(held))
+                        self.tally.sent += len(held)
+                    else:  # claimed, never sent: back to STAGED
+                        self._release(held, day=day, why=refusal)
+                recorded = flight is not None
+                if flight is not None:
+                    self._record(flight, answered)
+                flight = following
+                # Outcomes that did not come with the receipts.
+                polled = not self._ask_at_once and self._poll()
+                if recorded or polled or flight is not None:
+                    continue  # what was recorded may have put requests back to STAGED
+                if not going or self.unavailable is not None:
+                    return
+                if self._poll():
                     continue
                 if self._waiting_for_outcomes():
                     self.stop.wait(self.options.poll_interval_s)
@@ -307,6 +359,7 @@ class _Worker:
                     key=self.key,
                 )
                 adopted += len(rows)
+                self._resend_adopted |= any(row.state == S.SUBMITTING for row in rows)
         if adopted:
             log.info("commit.adopted", batch=self.batch.name, requests=adopted)
         self.tally.adopted += adopted
@@ -325,77 +378,69 @@ class _Worker:
             requests.c.attempts,
         ).where(requests.c.batch == self.batch.name, requests.c.state == state.value)
 
-    def _send_held(self) -> bool:
-        """Resend requests this worker holds in SUBMITTING (adopted after a crash): the same
-        keys, so the DCC answers DUPLICATE for what it already has."""
+    def _take(self, flight: _Flight | None) -> tuple[list[_Held], dt.date | None] | None:
+        """The next chunk to send, moved to SUBMITTING with its sends recorded: requests
+        adopted in SUBMITTING after a crash first (resent with their keys, drawing no new
+        capacity), then STAGED ones within the day's capacity. `flight` is the chunk on its
+        way, whose requests are SUBMITTING too but must not go twice."""
         with self.engine.begin() as connection:
-            rows = connection.execute(
-                self._held_query(S.SUBMITTING)
-                .where(requests.c.worker == self.worker)
-                .order_by(requests.c.idempotency_key)
-                .limit(self.options.chunk)
-            ).all()
-            if not rows:
-                return False
-            held = [_Held(*row) for row in rows]
-            self._record_sends(connection, held)
-        self.tally.resent += len(held)
-        self._send(held, day=None)
-        return True
-
-    def _claim_and_send(self) -> bool:
-        day = self.clock().date()
-        with self.engine.begin() as connection:
-            blocked = spent(connection, day, self.batch.capacity)
-            query = self._held_query(S.STAGED)
-            if blocked:
-                query = query.where(
-                    func.coalesce(requests.c.supplier_mpid, NO_SUPPLIER).not_in(blocked)
-                )
-            query = query.order_by(requests.c.planned_date, requests.c.idempotency_key).limit(
-                self.options.chunk
-            )
-            if connection.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            candidates = [_Held(*row) for row in connection.execute(query)]
-            if not candidates:
-                return False
-            wanted = Counter(c.supplier or NO_SUPPLIER for c in candidates)
-            granted = reserve(connection, day, wanted, self.batch.capacity)
-            held = []
-            for candidate in candidates:
-                supplier = candidate.supplier or NO_SUPPLIER
-                if granted[supplier] > 0:
-                    granted[supplier] -= 1
-                    held.append(candidate)
-            moved = {
-                m.idempotency_key
-                for m in self._apply(
-                    connection,
-                    [
-                        Move(
-                            h.key,
-                            self.batch.name,
-                            h.installation_id,
-                            S.STAGED,
-                            S.SUBMITTING,
-                            worker=self.worker,
-                        )
-                        for h in held
-                    ],
-                )
-            }
-            refund(
-                connection,
-                day,
-                Counter(h.supplier or NO_SUPPLIER for h in held if h.key not in moved),
-            )
-            held = [h for h in held if h.key in moved]
+            if self._resend_adopted:
+                on_the_way = [h.key for h in flight.held] if flight else []
+                rows = connection.execute(
+                    self._held_query(S.SUBMITTING)
+                    .where(
+                        requests.c.worker == self.worker,
+                        requests.c.idempotency_key.not_in(on_the_way),
+                    )
+                    .order_by(requests.c.idempotency_key)
+                    .limit(self.options.chunk)
+                ).all()
+                if rows:
+                    held = [_Held(*row) for row in rows]
+                    self._record_sends(connection, held)
+                    self.tally.resent += len(held)
+                    return held, None
+                self._resend_adopted = False
+            day = self.clock().date()
+            held = self._claim(connection, day)
             if not held:
-                return False
+                return None
             self._record_sends(connection, held)
-        self._send(held, day=day)
-        return True
+            return held, day
+
+    def _claim(self, connection: Connection, day: dt.date) -> list[_Held]:
+        blocked = spent(connection, day, self.batch.capacity)
+        query = self._held_query(S.STAGED)
+        if blocked:
+            query = query.where(
+                func.coalesce(requests.c.supplier_mpid, NO_SUPPLIER).not_in(blocked)
+            )
+        query = query.order_by(requests.c.planned_date, requests.c.idempotency_key).limit(
+            self.options.chunk
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        candidates = [_Held(*row) for row in connection.execute(query)]
+        if not candidates:
+            return []
+        wanted = Counter(c.supplier or NO_SUPPLIER for c in candidates)
+        granted = reserve(connection, day, wanted, self.batch.capacity)
+        held = []
+        for candidate in candidates:
+            supplier = candidate.supplier or NO_SUPPLIER
+            if granted[supplier] > 0:
+                granted[supplier] -= 1
+                held.append(candidate)
+        moves = [
+            Move(h.key, self.batch.name, h.installation_id, S.STAGED, S.SUBMITTING,
+                 worker=self.worker)
+            for h in held
+        ]  # fmt: skip
+        moved = {m.idempotency_key for m in self._apply(connection, moves)}
+        refund(
+            connection, day, Counter(h.supplier or NO_SUPPLIER for h in held if h.key not in moved)
+        )
+        return [h for h in held if h.key in moved]
 
     def _record_sends(self, connection: Connection, held: Sequence[_Held]) -> None:
         """One attempts row per send, numbered by the request's sends."""
@@ -436,23 +481,49 @@ class _Worker:
             middle = len(chunk) // 2
             return self._submit(chunk[:middle]) + self._submit(chunk[middle:])
 
-    def _send(self, held: Sequence[_Held], *, day: dt.date | None) -> None:
-        """Send what this worker holds in SUBMITTING and record the receipts; `day` is the
-        capacity day they were drawn on (None for resends, which drew before)."""
+    def _refusal(self, answered: object) -> BaseException | None:
+        """Why a claimed chunk must not be sent after all: the run is stopping, or the DCC
+        stayed unavailable for the chunk before it (or earlier)."""
+        if isinstance(answered, GatewayUnavailable):
+            return answered
+        if self.unavailable is not None:
+            return GatewayUnavailable(self.unavailable)
+        if self.stop.is_set():
+            return Stopping()
+        return None
+
+    def _exchange(self, held: Sequence[_Held]) -> _Answered:
+        """In the network thread: send a chunk and, from a DCC that decides quickly, ask
+        for the outcomes of what it accepted. Raises GatewayUnavailable or Stopping."""
         chunk = [
             Submission(h.key, h.fingerprint, h.installation_id, h.supplier, json.loads(h.payload))
             for h in held
         ]
-        self.on_sent(len(chunk))
-        self.tally.sent += len(chunk)
-        try:
-            answers = self._submit(chunk)
-        except (GatewayUnavailable, Stopping) as error:
-            self._release(held, day=day, why=error)
-            if isinstance(error, GatewayUnavailable):
-                self.unavailable = str(error)
+        answers = self._submit(chunk)
+        accepted = [
+            _Waiting(h.key, h.installation_id, h.attempts + 1, h.sends + 1)
+            for h, answer in zip(held, answers, strict=True)
+            if isinstance(answer, Receipt) and answer.status != "CONFLICT"
+        ]
+        outcomes = None
+        if accepted and self._ask_at_once:
+            try:
+                outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in accepted]))
+            except (GatewayUnavailable, Stopping):
+                outcomes = None  # the receipts stand; the outcomes are polled later
+        return _Answered(answers, accepted, outcomes)  # type: ignore[arg-type]
+
+    def _record(self, flight: _Flight, answered: _Answered | BaseException | None) -> None:
+        """Write what the DCC answered for a chunk, or release it if it could not answer."""
+        if isinstance(answered, GatewayUnavailable | Stopping):
+            self._release(flight.held, day=flight.day, why=answered)
+            if isinstance(answered, GatewayUnavailable):
+                self.unavailable = str(answered)
             return
-        self._record_receipts(held, answers)
+        if isinstance(answered, BaseException):
+            raise answered
+        assert answered is not None
+        self._record_receipts(flight.held, answered)
 
     def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
         """Back to STAGED what was never answered, with its capacity given back."""
@@ -496,14 +567,11 @@ class _Worker:
             [(at, outcome, detail, key, n) for key, n, outcome, detail in finished],
         )
 
-    def _record_receipts(
-        self, held: Sequence[_Held], answers: Sequence[Receipt | GatewayRejected]
-    ) -> None:
+    def _record_receipts(self, held: Sequence[_Held], answered: _Answered) -> None:
         """The receipts, and the outcomes the DCC has decided already, in one transaction."""
         moves = []
         finished = []
-        accepted = []
-        for h, answer in zip(held, answers, strict=True):
+        for h, answer in zip(held, answered.answers, strict=True):
             base = (h.key, self.batch.name, h.installation_id, S.SUBMITTING)
             if isinstance(answer, GatewayRejected):
                 moves.append(Move(*base, S.FAILED, reason=DCC_REJECTED, retryable=False))
@@ -517,18 +585,15 @@ class _Worker:
             else:
                 moves.append(Move(*base, S.ACCEPTED, attempted=True, worker=self.worker))
                 finished.append((h.key, h.sends + 1, answer.status, f"worker={self.worker}"))
-                accepted.append(_Waiting(h.key, h.installation_id, h.attempts + 1, h.sends + 1))
                 if answer.status == "DUPLICATE":
                     self.tally.duplicates += 1
                 else:
                     self.tally.accepted += 1
         settled: tuple[list[Move], list[tuple[str, int, str, str]]] = ([], [])
-        if accepted and self._ask_at_once:
-            # A DCC that decides quickly has most outcomes by now: one transaction for both.
-            outcomes = self._outcomes(accepted)
-            if outcomes is not None:
-                settled = self._outcome_moves(accepted, outcomes)
-                self._ask_at_once = len(settled[0]) * 2 >= len(accepted)
+        if answered.outcomes is not None:
+            settled = self._outcome_moves(answered.accepted, answered.outcomes)
+            # Keep asking at once while that settles at least half of a chunk.
+            self._ask_at_once = len(settled[0]) * 2 >= len(answered.accepted)
         with self.engine.begin() as connection:
             applied = {m.idempotency_key for m in self._apply(connection, moves)}
             self._finish_attempts(connection, [f for f in finished if f[0] in applied])
