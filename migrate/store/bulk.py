@@ -67,9 +67,12 @@ def execute_many(connection: Connection, statement: str, rows: Sequence[Sequence
     `driver_value`). Returns the rows affected."""
     if not rows:
         return 0
-    if connection.dialect.paramstyle != "qmark":
-        statement = statement.replace("?", "%s")
-    return connection.exec_driver_sql(statement, list(rows)).rowcount
+    return connection.exec_driver_sql(driver_sql(connection, statement), list(rows)).rowcount
+
+
+def driver_sql(connection: Connection, statement: str) -> str:
+    """A statement written with `?` marks in the driver's own parameter style."""
+    return statement if connection.dialect.paramstyle == "qmark" else statement.replace("?", "%s")
 
 
 def driver_value(connection: Connection, column: Column[Any], value: object) -> object:

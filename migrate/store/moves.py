@@ -16,11 +16,12 @@ from sqlalchemy import Connection, select
 
 from migrate.errors import TerminalError
 from migrate.store import audit_log
-from migrate.store.bulk import driver_value, execute_many
+from migrate.store.bulk import driver_sql, driver_value, execute_many
 from migrate.store.schema import requests
 from migrate.store.states import RequestState, check_transition
 
 LOOKUP = 5_000
+STATES = {state.value: state for state in RequestState}
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,16 @@ def current_states(
     transaction (SQLite's writing transaction holds the whole database already), so that
     moves built on these states cannot be overtaken before they are applied."""
     found: dict[str, RequestState] = {}
+    locking = " FOR UPDATE" if lock and connection.dialect.name == "postgresql" else ""
     for start in range(0, len(keys), LOOKUP):
-        query = select(requests.c.idempotency_key, requests.c.state).where(
-            requests.c.idempotency_key.in_(keys[start : start + LOOKUP])
+        part = keys[start : start + LOOKUP]
+        # Straight through the driver: a chunk's states are thousands of two-column rows.
+        statement = (
+            "SELECT idempotency_key, state FROM requests WHERE idempotency_key IN "
+            f"({', '.join('?' for _ in part)}){locking}"
         )
-        if lock and connection.dialect.name == "postgresql":
-            query = query.with_for_update()
-        found.update({key: RequestState(state) for key, state in connection.execute(query)})
+        rows = connection.exec_driver_sql(driver_sql(connection, statement), tuple(part)).fetchall()
+        found.update({key: STATES[state] for key, state in rows})
     return found
 
 

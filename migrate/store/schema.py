@@ -91,7 +91,6 @@ requests = Table(
     ForeignKeyConstraint(
         ["batch", "installation_id"], ["installations.batch", "installations.installation_id"]
     ),
-    Index("requests_batch_state", "batch", "state"),
     Index("requests_claim", "batch", "state", "planned_date", "idempotency_key"),
 )
 
