@@ -433,7 +433,7 @@ class _Worker:
                 held.append(candidate)
         moves = [
             Move(h.key, self.batch.name, h.installation_id, S.STAGED, S.SUBMITTING,
-                 worker=self.worker)
+                 sent=True, worker=self.worker)
             for h in held
         ]  # fmt: skip
         moved = {m.idempotency_key for m in self._apply(connection, moves)}
@@ -443,13 +443,8 @@ class _Worker:
         return [h for h in held if h.key in moved]
 
     def _record_sends(self, connection: Connection, held: Sequence[_Held]) -> None:
-        """One attempts row per send, numbered by the request's sends."""
+        """One attempts row per send, numbered by the request's sends (counted already)."""
         at = driver_value(connection, attempts.c.started_at, self.clock())
-        execute_many(
-            connection,
-            "UPDATE requests SET sends = sends + 1 WHERE idempotency_key = ?",
-            [(h.key,) for h in held],
-        )
         execute_many(
             connection,
             "INSERT INTO attempts (idempotency_key, attempt, started_at, detail)"
@@ -594,10 +589,13 @@ class _Worker:
             settled = self._outcome_moves(answered.accepted, answered.outcomes)
             # Keep asking at once while that settles at least half of a chunk.
             self._ask_at_once = len(settled[0]) * 2 >= len(answered.accepted)
+        # A send's attempts row is written once: with its outcome, when that came too.
+        outcome_of = {f[0]: f for f in settled[1]}
+        finished = [outcome_of.get(f[0], f) for f in finished]
         with self.engine.begin() as connection:
             applied = {m.idempotency_key for m in self._apply(connection, moves)}
             self._finish_attempts(connection, [f for f in finished if f[0] in applied])
-            self._write_outcomes(connection, *settled)
+            self._write_outcomes(connection, settled[0], [])
 
     # -- outcomes ---------------------------------------------------------------------------
 

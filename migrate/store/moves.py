@@ -29,8 +29,9 @@ class Move:
     """One request from `source` to `target`.
 
     `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit;
-    `worker` is the commit worker holding the request afterwards (None: no one); `retryable`
-    says, for a FAILED request, whether a later attempt may cure it.
+    `sent` counts a send (a worker claiming the request to send it); `worker` is the commit
+    worker holding the request afterwards (None: no one); `retryable` says, for a FAILED
+    request, whether a later attempt may cure it.
     """
 
     idempotency_key: str
@@ -40,6 +41,7 @@ class Move:
     target: RequestState
     reason: str | None = None
     attempted: bool = False
+    sent: bool = False
     worker: str | None = None
     retryable: bool | None = None
 
@@ -77,13 +79,14 @@ def apply_moves(
     }
     changed = execute_many(
         connection,
-        "UPDATE requests SET state = ?, reason = ?, attempts = attempts + ?, worker = ?,"
-        " retryable = ?, updated_at = ? WHERE idempotency_key = ? AND state = ?",
+        "UPDATE requests SET state = ?, reason = ?, attempts = attempts + ?, sends = sends + ?,"
+        " worker = ?, retryable = ?, updated_at = ? WHERE idempotency_key = ? AND state = ?",
         [
             (
                 move.target.value,
                 move.reason,
                 1 if move.attempted else 0,
+                1 if move.sent else 0,
                 move.worker,
                 None if move.retryable is None else flags[move.retryable],
                 at,
