@@ -386,6 +386,7 @@ def commit(
     batch: str,
     gateway: str,
     *,
+    timeout_s: float = 30.0,
     db: str | None = None,
     options: CommitOptions | None = None,
     actor: str | None = None,
@@ -403,7 +404,7 @@ def commit(
     from migrate.store import audit_log
     from migrate.store.engine import make_engine
 
-    gateways, shown = gateway_factory(gateway)
+    gateways, shown = gateway_factory(gateway, timeout_s=timeout_s)
     engine = make_engine(db)
     with stop_on_signals(stop or threading.Event()) as stopping:
         return commit_batch(
@@ -430,6 +431,7 @@ def apply(
     plan_path: Path,
     gateway: str,
     *,
+    timeout_s: float = 30.0,
     batch: str | None = None,
     db: str | None = None,
     options: CommitOptions | None = None,
@@ -444,6 +446,7 @@ def apply(
     committed = commit(
         staged.batch,
         gateway,
+        timeout_s=timeout_s,
         db=db,
         options=options,
         actor=actor,
@@ -500,9 +503,11 @@ def sim_serve(
     options: SimulatorOptions,
     *,
     exchange: Path | None = None,
+    on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
     """`migrate sim serve`: the bundled DCC simulator, until SIGINT or SIGTERM; with
-    `exchange`, also as a file-drop exchange in that folder."""
+    `exchange`, also as a file-drop exchange in that folder; `on_ready` is told the
+    address bound."""
     from migrate.sim.dcc import serve
 
-    serve(host, port, state_dir, options, exchange=exchange)
+    serve(host, port, state_dir, options, exchange=exchange, on_ready=on_ready)

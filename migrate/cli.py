@@ -405,6 +405,14 @@ HoldOption = Annotated[
         help="Leave retryable failures FAILED for review instead of sending them again.",
     ),
 ]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds to wait for the DCC's answer to one call (HTTP read, or file drop).",
+    ),
+]
 ActorOption = Annotated[
     str | None, typer.Option(help="Who is acting, for the audit log (default: OS user).")
 ]
@@ -460,6 +468,8 @@ class _ProgressDisplay:
     def __call__(self, progress: CommitProgress) -> None:
         states = ", ".join(f"{s.lower()} {n:,}" for s, n in sorted(progress.states.items()))
         if self._bar is None:
+            from migrate.store.states import RequestState
+
             line = {
                 "event": "commit.progress",
                 "batch": progress.batch,
@@ -467,7 +477,7 @@ class _ProgressDisplay:
                 "total": progress.total,
                 "sent": progress.sent,
                 "elapsed_s": round(progress.elapsed_s, 1),
-                **{s.lower(): n for s, n in progress.states.items()},
+                **{s.value.lower(): progress.states.get(s.value, 0) for s in RequestState},
             }
             print(json.dumps(line, sort_keys=True), file=sys.stderr, flush=True)
             return
@@ -490,19 +500,41 @@ def _render_commit(result: CommitResult, json_output: bool) -> int:
         print(json.dumps(document, sort_keys=True))
         return code
     tally = result.tally
+    parts = [
+        f"sent {tally.sent:,}" + (f" ({tally.resent:,} of them resent)" if tally.resent else ""),
+        f"accepted {tally.accepted:,}",
+        f"duplicates {tally.duplicates:,}",
+        f"migrated {tally.migrated:,}",
+        f"failed {tally.failed + tally.conflicts + tally.rejected:,}",
+        f"requeued after a retryable failure {tally.requeued:,}",
+    ]
+    for count, label in (
+        (tally.conflicts, "key conflicts"),
+        (tally.rejected, "refused by the DCC"),
+        (tally.adopted, "adopted from stopped workers"),
+        (tally.released, "released unsent"),
+        (tally.unknown, "unknown to the DCC, sent again"),
+    ):
+        if count:
+            parts.append(f"{label} {count:,}")
     stdout.print(
-        f"batch {result.batch}: sent {tally.sent:,} ({tally.resent:,} resent), accepted "
-        f"{tally.accepted:,}, duplicates {tally.duplicates:,}, migrated {tally.migrated:,}, "
-        f"failed {tally.failed:,}, sent again after a retryable failure {tally.requeued:,}, "
-        f"in {result.elapsed_s:.1f} s with {result.workers} worker(s)",
+        f"batch {result.batch}: {', '.join(parts)}; {result.elapsed_s:.1f} s, "
+        f"{result.workers} worker(s)",
         highlight=False,
     )
     states = ", ".join(f"{s} {n:,}" for s, n in sorted(result.states.items()))
     stdout.print(f"batch {result.batch} now: {states}", highlight=False)
-    if result.unavailable:
+    if result.dcc_capacity_spent:
         stdout.print(
-            f"the DCC stayed unavailable: {escape(result.unavailable)}; "
-            "rerun `migrate commit` to continue",
+            f"the DCC refused more for today (its capacity is spent: "
+            f"{escape(result.unavailable or '')}); "
+            "lower --capacity to the DCC's allowance and rerun `migrate commit` after its "
+            "day turns",
+            highlight=False,
+        )
+    elif result.unavailable:
+        stdout.print(
+            f"the DCC stayed unavailable: {result.unavailable}; rerun `migrate commit` to continue",
             highlight=False,
         )
     if result.stopped:
@@ -537,6 +569,7 @@ def commit(
     capacity: CapacityOption = None,
     wait: WaitOption = 300.0,
     hold_failures: HoldOption = False,
+    timeout: TimeoutOption = 30.0,
     actor: ActorOption = None,
     json_output: JsonFlag = False,
     db: DbUrl = None,
@@ -549,6 +582,7 @@ def commit(
             result = api.commit(
                 batch,
                 gateway,
+                timeout_s=timeout,
                 db=db,
                 options=options,
                 actor=actor,
@@ -572,6 +606,7 @@ def apply(
     capacity: CapacityOption = None,
     wait: WaitOption = 300.0,
     hold_failures: HoldOption = False,
+    timeout: TimeoutOption = 30.0,
     actor: ActorOption = None,
     json_output: JsonFlag = False,
     db: DbUrl = None,
@@ -584,6 +619,7 @@ def apply(
             run = api.apply(
                 plan_file,
                 gateway,
+                timeout_s=timeout,
                 batch=batch,
                 db=db,
                 options=options,
@@ -766,10 +802,28 @@ def sim_serve(
     latency_ms: Annotated[int, typer.Option(help="Added to every call.")] = 0,
     error_rate: Annotated[float, typer.Option(help="Share of calls answered 503.")] = 0.0,
     timeout_rate: Annotated[float, typer.Option(help="Share of calls left hanging.")] = 0.0,
+    timeout_sleep_s: Annotated[
+        float, typer.Option(help="How long a hanging call hangs before its 504.")
+    ] = 30.0,
     drop_rate: Annotated[float, typer.Option(help="Share of calls dropped unanswered.")] = 0.0,
     lost_response_rate: Annotated[
         float, typer.Option(help="Share of calls stored, then dropped unanswered.")
     ] = 0.0,
+    no_wan_rate: Annotated[
+        float, typer.Option(help="Attempts failing NO_WAN_DURING_MIGRATION (retryable).")
+    ] = 0.04,
+    device_test_rate: Annotated[
+        float, typer.Option(help="Attempts failing DEVICE_TEST_FAILED (retryable).")
+    ] = 0.02,
+    master_keys_rate: Annotated[
+        float, typer.Option(help="Installations failing MISSING_MASTER_KEYS (permanent).")
+    ] = 0.02,
+    gt01_rate: Annotated[
+        float, typer.Option(help="Attempts migrating without the gas side (GT01).")
+    ] = 0.02,
+    max_attempts: Annotated[
+        int, typer.Option(help="The attempt whose failure is no longer retryable.")
+    ] = 5,
     exchange: Annotated[
         Path | None,
         typer.Option(
@@ -791,15 +845,30 @@ def sim_serve(
             latency_ms=latency_ms,
             error_rate=error_rate,
             timeout_rate=timeout_rate,
+            timeout_sleep_s=timeout_sleep_s,
             drop_rate=drop_rate,
             lost_response_rate=lost_response_rate,
+            no_wan_rate=no_wan_rate,
+            device_test_rate=device_test_rate,
+            master_keys_rate=master_keys_rate,
+            gt01_rate=gt01_rate,
+            max_attempts=max_attempts,
         )
     except ValueError as error:
         stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
-    also = f", file drop in {exchange}" if exchange else ""
-    stdout.print(f"DCC simulator on http://{host}:{port}{also}, state in {state}", highlight=False)
-    api.sim_serve(host, port, state, options, exchange=exchange)
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        also = f", file drop in {exchange}" if exchange else ""
+        stdout.print(
+            f"DCC simulator on http://{bound_host}:{bound_port}{also}, state in {state}",
+            highlight=False,
+        )
+
+    try:
+        api.sim_serve(host, port, state, options, exchange=exchange, on_ready=ready)
+    except MigrateError as error:
+        _fail(error)
 
 
 @sim_app.command("extract")

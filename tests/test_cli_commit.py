@@ -115,3 +115,9 @@ def test_apply_refuses_a_plan_whose_inputs_changed(planned: Path) -> None:
     result = runner.invoke(app, ["apply", "plan.json", "--gateway", "http://127.0.0.1:9"])
     assert result.exit_code == EXIT_USAGE
     assert "the plan's inputs changed since it was made: secure.csv (changed)" in result.stderr
+
+
+def test_status_of_an_unknown_batch_exits_2(planned: Path) -> None:
+    result = runner.invoke(app, ["status", "--batch", "nope"])
+    assert result.exit_code == EXIT_USAGE
+    assert "no batch 'nope' in the store" in result.stderr

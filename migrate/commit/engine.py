@@ -23,9 +23,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
+from migrate.audit import GENESIS
 from migrate.commit.capacity import NO_SUPPLIER, refund, reserve, spent
 from migrate.commit.gateway import (
     Gateway,
@@ -50,12 +52,24 @@ S = RequestState
 
 # Reasons the commit stage writes itself (the DCC's own reasons pass through as given).
 DCC_UNAVAILABLE = "DCC_UNAVAILABLE"
+DCC_CAPACITY = "DCC_CAPACITY"
+PAYLOAD_ALTERED = "PAYLOAD_ALTERED"
 KEY_CONFLICT = "KEY_CONFLICT"
 DCC_REJECTED = "DCC_REJECTED"
 UNKNOWN_AT_DCC = "UNKNOWN_AT_DCC"
 MAX_ATTEMPTS_EXCEEDED = "MAX_ATTEMPTS_EXCEEDED"
 ADOPTED = "ADOPTED"
 STOPPED = "STOPPED"
+# Failures of a kind a later attempt may cure: at the attempt limit they are
+# MAX_ATTEMPTS_EXCEEDED, whatever the DCC (which keeps a limit of its own) calls them.
+CURABLE = frozenset(
+    {
+        "NO_WAN_DURING_MIGRATION",
+        "NO_WAN_PRE_MIGRATION",
+        "DEVICE_TEST_FAILED",
+        "COMMISSIONING_FAILED",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -136,8 +150,10 @@ class CommitResult:
     waiting_for_capacity: int  # STAGED, held back by today's capacity
     stopped: bool  # by a signal or the caller
     unavailable: str | None  # the DCC's last error, when it stayed unavailable
+    dcc_capacity_spent: bool  # the DCC answered 429 for longer than the retries wait
     elapsed_s: float
-    audit_head: int
+    audit_records: int
+    audit_head_hash: str
 
     @property
     def in_flight(self) -> int:
@@ -240,6 +256,8 @@ class _Worker:
         self.on_sent = on_sent
         self.tally = Tally()
         self.unavailable: str | None = None
+        self.dcc_capacity_spent = False
+        self.ready = threading.Event()  # set once the lease is held
         self.lease = WorkerLease(engine, self.worker)
         self._cursor = ""
         self._cycle_started = 0.0
@@ -254,6 +272,7 @@ class _Worker:
         """Pipelined: while the DCC answers one chunk, the next is claimed and the one before
         is recorded, so the store's work and the DCC's overlap instead of taking turns."""
         with self.lease, ThreadPoolExecutor(1, thread_name_prefix="dcc-exchange") as network:
+            self.ready.set()
             self._adopt()
             flight: _Flight | None = None
             while True:
@@ -437,10 +456,28 @@ class _Worker:
             for h in held
         ]  # fmt: skip
         moved = {m.idempotency_key for m in self._apply(connection, moves)}
+        reserved, held = held, [h for h in held if h.key in moved]
+        # What is sent must be what was staged: a payload changed in the store since is
+        # refused here, never sent.
+        altered = [h for h in held if sha256(h.payload.encode()).hexdigest() != h.fingerprint]
+        if altered:
+            self._apply(
+                connection,
+                [
+                    Move(h.key, self.batch.name, h.installation_id, S.SUBMITTING, S.FAILED,
+                         reason=PAYLOAD_ALTERED, retryable=False)
+                    for h in altered
+                ],
+            )  # fmt: skip
+            log.error("commit.payload_altered", batch=self.batch.name, requests=len(altered))
+            self.tally.failed += len(altered)
+        sent = {h.key for h in held} - {h.key for h in altered}
         refund(
-            connection, day, Counter(h.supplier or NO_SUPPLIER for h in held if h.key not in moved)
+            connection,
+            day,
+            Counter(h.supplier or NO_SUPPLIER for h in reserved if h.key not in sent),
         )
-        return [h for h in held if h.key in moved]
+        return [h for h in held if h.key in sent]
 
     def _record_sends(self, connection: Connection, held: Sequence[_Held]) -> None:
         """One attempts row per send, numbered by the request's sends (counted already)."""
@@ -514,6 +551,7 @@ class _Worker:
             self._release(flight.held, day=flight.day, why=answered)
             if isinstance(answered, GatewayUnavailable):
                 self.unavailable = str(answered)
+                self.dcc_capacity_spent = answered.status == 429
             return
         if isinstance(answered, BaseException):
             raise answered
@@ -522,7 +560,10 @@ class _Worker:
 
     def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
         """Back to STAGED what was never answered, with its capacity given back."""
-        outcome = "UNAVAILABLE" if isinstance(why, GatewayUnavailable) else STOPPED
+        if isinstance(why, GatewayUnavailable):
+            outcome = "OVER_CAPACITY" if why.status == 429 else "UNAVAILABLE"
+        else:
+            outcome = STOPPED
         with self.engine.begin() as connection:
             moved = self._apply(
                 connection,
@@ -533,7 +574,9 @@ class _Worker:
                         h.installation_id,
                         S.SUBMITTING,
                         S.STAGED,
-                        reason=DCC_UNAVAILABLE if outcome == "UNAVAILABLE" else STOPPED,
+                        reason={"OVER_CAPACITY": DCC_CAPACITY, "UNAVAILABLE": DCC_UNAVAILABLE}.get(
+                            outcome, STOPPED
+                        ),
                     )
                     for h in held
                 ],
@@ -666,8 +709,9 @@ class _Worker:
             elif outcome.state == "FAILED":
                 reason = outcome.reason or "FAILED"
                 finished.append((w.key, w.sends, "FAILED", reason))
+                curable = bool(outcome.retryable) or reason in CURABLE
                 again = bool(outcome.retryable) and w.attempts < self.batch.max_attempts
-                if outcome.retryable and not again:
+                if curable and not again and w.attempts >= self.batch.max_attempts:
                     moves.append(
                         Move(*base, S.ACCEPTED, S.FAILED, reason=MAX_ATTEMPTS_EXCEEDED,
                              retryable=False)
@@ -797,6 +841,8 @@ def commit(
         )
     loaded = _load_batch(engine, batch, options, cohorts_dir)
     loaded.inputs["gateway"] = gateway_name
+    with engine.connect() as connection:
+        audit_log.require_matching_key(connection, key)
     stop = stop or threading.Event()
     started = time.monotonic()
     sent = Counter[str]()
@@ -839,10 +885,14 @@ def commit(
     ]
     for thread in threads:
         thread.start()
+    # Progress only once every worker holds its lease: a refused run shows no one else's.
+    for worker, thread in zip(workers, threads, strict=True):
+        while thread.is_alive() and not worker.ready.wait(0.05):
+            pass
     done = threading.Event()
 
     def report() -> None:
-        if on_progress is None:
+        if on_progress is None or errors:
             return
         while True:
             finished = done.wait(options.progress_interval_s)
@@ -874,7 +924,7 @@ def commit(
         tally.add(worker.tally)
     unavailable = next((w.unavailable for w in workers if w.unavailable), None)
     with engine.connect() as connection:
-        head = audit_log.head(connection)
+        head = audit_log.head(connection) or (0, GENESIS)
     return CommitResult(
         batch=batch,
         workers=options.workers,
@@ -883,6 +933,8 @@ def commit(
         waiting_for_capacity=_waiting_for_capacity(engine, loaded, clock().date()),
         stopped=stopped_by_caller,
         unavailable=unavailable,
+        dcc_capacity_spent=any(w.dcc_capacity_spent for w in workers),
         elapsed_s=time.monotonic() - started,
-        audit_head=head[0] if head else 0,
+        audit_records=head[0],
+        audit_head_hash=head[1],
     )

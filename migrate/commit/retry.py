@@ -21,10 +21,12 @@ from tenacity import (
 )
 
 from migrate.errors import TransientError
+from migrate.logs import get_logger
 
 __all__ = ["RetryAfterWait", "retrying"]
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 
 class RetryAfterWait:
@@ -74,6 +76,19 @@ def retrying(
         wait=RetryAfterWait(initial=initial_wait_s, maximum=max_wait_s),
         stop=stop_after_attempt(attempts) | stop_before_delay(max_delay_s),
         sleep=sleep,
+        before_sleep=_log_retry,
         reraise=True,
     )
     return controller(call)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    """Each retry in the log: what failed and how long the wait is (the error names the
+    endpoint and the status, never a payload)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "dcc.retry",
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 3),
+        error=f"{type(error).__name__}: {error}" if error else None,
+    )

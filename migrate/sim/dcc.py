@@ -25,12 +25,13 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from migrate.errors import ConfigError
 from migrate.logs import get_logger
 
 # A payload may name another order for its device arrays in its own "device_fields".
@@ -681,14 +682,21 @@ def serve(
     options: SimulatorOptions | None = None,
     *,
     exchange: Path | None = None,
+    on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly: in-flight requests finish their
     transaction and the store is closed, so nothing acknowledged is lost. With `exchange`,
-    the file-drop exchange in that folder is answered too, from the same service."""
+    the file-drop exchange in that folder is answered too, from the same service.
+    `on_ready` is told the address actually bound (port 0 picks one)."""
     # Imported here because file_exchange builds on this module.
     from migrate.sim.file_exchange import FileExchange
 
-    server = make_server(host, port, state_dir, options or SimulatorOptions())
+    try:
+        server = make_server(host, port, state_dir, options or SimulatorOptions())
+    except OSError as error:
+        raise ConfigError(
+            None, f"cannot listen on {host}:{port}: {error.strerror or error}", key="port"
+        ) from None
     try:
         files = None if exchange is None else FileExchange(exchange, server.service)
     except BaseException:
@@ -704,6 +712,8 @@ def serve(
     if files is not None:
         files.start()
     bound_host, bound_port = server.server_address[:2]
+    if on_ready is not None:
+        on_ready(str(bound_host), int(bound_port))
     log.info(
         "dcc_simulator_started",
         host=bound_host,

@@ -114,6 +114,29 @@ def append(
     return head.seq
 
 
+def require_matching_key(connection: Connection, key: bytes | None) -> None:
+    """Refuse to extend a keyed log without the key (or an unkeyed one with a key): the new
+    records would fail verification as if someone had tampered with them."""
+    found = head(connection)
+    if found is None or found[0] == 0:
+        return
+    mac = connection.execute(select(audit.c.mac).where(audit.c.seq == found[0])).scalar()
+    if mac is not None and key is None:
+        raise ConfigError(
+            None,
+            "this store's audit log is sealed with a key (HMAC): set MIGRATE_AUDIT_KEY to the "
+            "same key before changing anything",
+            key="MIGRATE_AUDIT_KEY",
+        )
+    if mac is None and key is not None:
+        raise ConfigError(
+            None,
+            "this store's audit log is not keyed, but MIGRATE_AUDIT_KEY is set: unset it, or "
+            "start a new store with the key",
+            key="MIGRATE_AUDIT_KEY",
+        )
+
+
 def _inputs_text(inputs: Mapping[str, str]) -> str:
     return json.dumps(dict(inputs), sort_keys=True, separators=(",", ":"))
 

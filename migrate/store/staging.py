@@ -222,6 +222,7 @@ def stage(
     inputs = {"plan": plan_sha}
     check_transition(None, RequestState.STAGED)
     with engine.begin() as connection:
+        audit_log.require_matching_key(connection, key)
         # Taking the audit head first serialises stagers: the second sees the first's rows.
         audit_log.append(connection, [], actor=actor, command="stage", inputs=inputs, key=key)
         known = connection.execute(

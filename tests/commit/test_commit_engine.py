@@ -325,3 +325,42 @@ def test_several_workers_never_send_the_same_request(
     assert sum(r.tally.duplicates for r in results) == 0
     assert sum(r.tally.sent for r in results) == len(found)
     assert verified(store)
+
+
+def test_the_dccs_own_attempt_limit_still_reads_as_max_attempts_exceeded(
+    store: Engine, tmp_path: Path
+) -> None:
+    """The DCC stops calling a failure retryable at its own limit: at the cohort's limit it
+    is MAX_ATTEMPTS_EXCEEDED all the same, not the last attempt's reason."""
+    with simulator_thread(tmp_path, no_wan_rate=1.0, max_attempts=2) as url:
+        run(store, url, max_attempts=2)
+    assert {(r.state, r.reason, r.attempts) for r in rows(store)} == {
+        ("FAILED", "MAX_ATTEMPTS_EXCEEDED", 2)
+    }
+
+
+def test_a_payload_altered_in_the_store_is_never_sent(store: Engine, tmp_path: Path) -> None:
+    victim = rows(store)[2]
+    with store.begin() as connection:
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key == victim.idempotency_key)
+            .values(payload=victim.payload.replace("Landis+Gyr", "Landis+Gyr Ltd", 1))
+        )
+    with simulator_thread(tmp_path) as url:
+        result = run(store, url)
+        with HttpGateway(url) as gateway:
+            (outcome,) = gateway.outcomes([victim.idempotency_key])
+    found = {r.idempotency_key: r for r in rows(store)}[victim.idempotency_key]
+    assert (found.state, found.reason, found.retryable) == ("FAILED", "PAYLOAD_ALTERED", False)
+    assert outcome.state == "UNKNOWN"  # the DCC never saw it
+    assert result.finished and verified(store)
+
+
+def test_a_keyed_audit_log_is_not_extended_without_its_key(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    stage(engine, _plan(tmp_path, 200), batch=BATCH, actor="t", key=b"k" * 32)
+    with pytest.raises(ConfigError, match="MIGRATE_AUDIT_KEY"):
+        run(engine, "http://127.0.0.1:9")
+    engine.dispose()
