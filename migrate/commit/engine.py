@@ -312,9 +312,15 @@ class _Worker:
         transaction); a request someone else moved first is left to them."""
         if not moves:
             return []
-        found = current_states(connection, [m.idempotency_key for m in moves])
-        fresh = [m for m in moves if found.get(m.idempotency_key) == m.source]
-        self.tally.overtaken += len(moves) - len(fresh)
+        found = current_states(connection, list(dict.fromkeys(m.idempotency_key for m in moves)))
+        # A request's moves follow on from one another: its first must find it in place.
+        starts: dict[str, RequestState] = {}
+        for m in moves:
+            starts.setdefault(m.idempotency_key, m.source)
+        fresh = [m for m in moves if found.get(m.idempotency_key) == starts[m.idempotency_key]]
+        self.tally.overtaken += len({m.idempotency_key for m in moves}) - len(
+            {m.idempotency_key for m in fresh}
+        )
         apply_moves(
             connection, fresh, actor=self.actor, command="commit", inputs=self._inputs, key=self.key
         )
@@ -636,9 +642,9 @@ class _Worker:
         outcome_of = {f[0]: f for f in settled[1]}
         finished = [outcome_of.get(f[0], f) for f in finished]
         with self.engine.begin() as connection:
-            applied = {m.idempotency_key for m in self._apply(connection, moves)}
+            # Receipt and outcome of a request are one update of its row, two audit records.
+            applied = {m.idempotency_key for m in self._apply(connection, moves + settled[0])}
             self._finish_attempts(connection, [f for f in finished if f[0] in applied])
-            self._write_outcomes(connection, settled[0], [])
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -739,12 +745,7 @@ class _Worker:
     ) -> None:
         if not moves:
             return
-        first = [m for m in moves if m.source == S.ACCEPTED]
-        applied = {m.idempotency_key for m in self._apply(connection, first)}
-        self._apply(
-            connection,
-            [m for m in moves if m.source == S.FAILED and m.idempotency_key in applied],
-        )
+        applied = {m.idempotency_key for m in self._apply(connection, moves)}
         self._finish_attempts(connection, [f for f in finished if f[0] in applied])
 
     def _waiting_for_outcomes(self) -> bool:

@@ -18,7 +18,7 @@ from migrate.errors import TerminalError
 from migrate.store import audit_log
 from migrate.store.bulk import driver_sql, driver_value, execute_many
 from migrate.store.schema import requests
-from migrate.store.states import RequestState, check_transition
+from migrate.store.states import IllegalTransition, RequestState, check_transition
 
 LOOKUP = 5_000
 STATES = {state.value: state for state in RequestState}
@@ -66,7 +66,11 @@ def apply_moves(
 ) -> int:
     """Apply every move and append its audit record, in the caller's transaction. Raises
     IllegalTransition before writing anything, StaleState if a request had moved on (the
-    caller's transaction then rolls back). Returns the audit head."""
+    caller's transaction then rolls back). Returns the audit head.
+
+    Several moves of one request in a row (ACCEPTED -> MIGRATED after SUBMITTING ->
+    ACCEPTED, when the receipt and the outcome are recorded together) are one update of its
+    row, from the first move's state to the last's, and one audit record per move."""
     for move in moves:
         check_transition(move.source, move.target, move.idempotency_key)
     if not moves:
@@ -77,27 +81,29 @@ def apply_moves(
     flags = {
         value: driver_value(connection, requests.c.retryable, value) for value in (True, False)
     }
+    chains = _chains(moves)
     changed = execute_many(
         connection,
         "UPDATE requests SET state = ?, reason = ?, attempts = attempts + ?, sends = sends + ?,"
         " worker = ?, retryable = ?, updated_at = ? WHERE idempotency_key = ? AND state = ?",
         [
             (
-                move.target.value,
-                move.reason,
-                1 if move.attempted else 0,
-                1 if move.sent else 0,
-                move.worker,
-                None if move.retryable is None else flags[move.retryable],
+                last.target.value,
+                last.reason,
+                sum(1 for m in chain if m.attempted),
+                sum(1 for m in chain if m.sent),
+                last.worker,
+                None if last.retryable is None else flags[last.retryable],
                 at,
-                move.idempotency_key,
-                move.source.value,
+                first.idempotency_key,
+                first.source.value,
             )
-            for move in moves
+            for chain in chains
+            for first, last in [(chain[0], chain[-1])]
         ],
     )
-    if changed != len(moves):
-        raise StaleState(_not_moved(connection, moves))
+    if changed != len(chains):
+        raise StaleState(_not_moved(connection, [chain[-1] for chain in chains]))
     return audit_log.append(
         connection,
         [
@@ -116,6 +122,18 @@ def apply_moves(
         inputs=inputs,
         key=key,
     )
+
+
+def _chains(moves: Sequence[Move]) -> list[list[Move]]:
+    """The moves grouped by request, in order; each request's moves must follow on from one
+    another (a move starts where the one before it ended)."""
+    chains: dict[str, list[Move]] = {}
+    for move in moves:
+        chain = chains.setdefault(move.idempotency_key, [])
+        if chain and chain[-1].target != move.source:
+            raise IllegalTransition(move.idempotency_key, chain[-1].target, move.target)
+        chain.append(move)
+    return list(chains.values())
 
 
 def current_states(

@@ -149,3 +149,28 @@ def test_values_written_by_the_driver_read_back_as_sqlalchemy_writes_them(staged
     assert found[first] == found[second]
     assert found[second].replace(tzinfo=found[second].tzinfo or dt.UTC) == at
     assert raw[0] == raw[1]
+
+
+def test_moves_that_follow_on_are_one_update_and_a_record_each(staged) -> None:  # type: ignore[no-untyped-def]
+    rows = _requests(staged, 2)
+    chain = [
+        *_moves(rows, S.STAGED, S.SUBMITTING),
+        *_moves(rows, S.SUBMITTING, S.ACCEPTED, attempted=True),
+        *_moves(rows, S.ACCEPTED, S.FAILED, reason="NO_WAN_DURING_MIGRATION", retryable=True),
+        *_moves(rows, S.FAILED, S.STAGED, reason="NO_WAN_DURING_MIGRATION"),
+    ]
+    with staged.begin() as connection:
+        apply_moves(connection, chain, actor="w", command="commit", inputs={}, key=None)
+    assert all(_state(staged, k) == ("STAGED", 1) for k, _ in rows)
+    with staged.connect() as connection:
+        records = list(audit_log.records(connection))[-8:]
+        assert audit_log.verify_log(connection, None).ok
+    assert [(r.from_state, r.to_state) for r in records if r.idempotency_key == rows[0][0]] == [
+        ("STAGED", "SUBMITTING"),
+        ("SUBMITTING", "ACCEPTED"),
+        ("ACCEPTED", "FAILED"),
+        ("FAILED", "STAGED"),
+    ]
+    broken = [*_moves(rows[:1], S.STAGED, S.SUBMITTING), *_moves(rows[:1], S.ACCEPTED, S.MIGRATED)]
+    with pytest.raises(IllegalTransition), staged.begin() as connection:
+        apply_moves(connection, broken, actor="w", command="commit", inputs={}, key=None)
