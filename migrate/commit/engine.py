@@ -16,7 +16,6 @@ DCC answers DUPLICATE for anything it already holds.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from collections import Counter
@@ -534,8 +533,7 @@ class _Worker:
         """In the network thread: send a chunk and, from a DCC that decides quickly, ask
         for the outcomes of what it accepted. Raises GatewayUnavailable or Stopping."""
         chunk = [
-            Submission(h.key, h.fingerprint, h.installation_id, h.supplier, json.loads(h.payload))
-            for h in held
+            Submission(h.key, h.fingerprint, h.installation_id, h.supplier, h.payload) for h in held
         ]
         answers = self._submit(chunk)
         accepted = [

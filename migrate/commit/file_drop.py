@@ -35,7 +35,7 @@ from migrate.commit.gateway import (
     parse_inventory_lines,
     parse_outcomes,
     parse_receipts,
-    requests_document,
+    requests_body,
     status_error,
 )
 from migrate.errors import ConfigError
@@ -151,12 +151,12 @@ class FileDropGateway:
     def close(self) -> None:
         """Nothing to release: every call removes its own files before it returns."""
 
-    def _exchange(self, kind: str, document: object) -> tuple[str, Any]:
+    def _exchange(self, kind: str, body: bytes) -> tuple[str, Any]:
         """Drop one request, wait for its answer; the answer's name and its 2xx body, or the
         typed error its status calls for."""
         name = f"{kind}-{uuid.uuid4().hex}.json"
         try:
-            write_atomically(self.outbox / name, [json.dumps(document).encode()])
+            write_atomically(self.outbox / name, [body])
         except OSError as exc:
             raise GatewayUnavailable(f"{OUTBOX}/{name}: could not be written: {exc}") from exc
         what = f"{INBOX}/{name}"
@@ -199,14 +199,14 @@ class FileDropGateway:
         whole or not at all, so after any error the whole chunk may be resent as is."""
         if not chunk:
             return []
-        name, body = self._exchange("requests", requests_document(chunk))
+        name, body = self._exchange("requests", requests_body(chunk))
         return parse_receipts(chunk, body, f"{INBOX}/{name}")
 
     def outcomes(self, keys: Sequence[str]) -> list[Outcome]:
         """The current outcome of each key, in order (UNKNOWN for a key never stored)."""
         if not keys:
             return []
-        name, body = self._exchange("outcomes", {"keys": list(keys)})
+        name, body = self._exchange("outcomes", json.dumps({"keys": list(keys)}).encode())
         return parse_outcomes(keys, body, f"{INBOX}/{name}")
 
     def inventory(self) -> Iterator[dict[str, Any]]:
@@ -216,7 +216,7 @@ class FileDropGateway:
         abandoned; a failure raises the typed error from the iterator, so a caller that must
         retry restarts the whole read.
         """
-        name, body = self._exchange("inventory", {})
+        name, body = self._exchange("inventory", b"{}")
         what = f"{INBOX}/{name}"
         data = self.inbox / inventory_data_name(name)
         try:

@@ -47,7 +47,9 @@ class Submission:
     fingerprint: str
     installation_id: str
     supplier_mpid: str | None
-    payload: dict[str, Any]  # the parsed payload JSON
+    # The payload, or its JSON text, which is sent byte for byte (what was staged and
+    # fingerprinted is what the DCC gets).
+    payload: dict[str, Any] | str
 
 
 @dataclass(frozen=True)
@@ -149,20 +151,18 @@ def status_error(
     return GatewayRejected(status, f"{what}: {message}")
 
 
-def requests_document(chunk: Sequence[Submission]) -> dict[str, Any]:
-    """The body of a submission (as POST /v1/requests), whatever transport carries it."""
-    return {
-        "requests": [
-            {
-                "idempotency_key": s.idempotency_key,
-                "fingerprint": s.fingerprint,
-                "installation_id": s.installation_id,
-                "supplier_mpid": s.supplier_mpid,
-                "payload": s.payload,
-            }
-            for s in chunk
-        ]
-    }
+def requests_body(chunk: Sequence[Submission]) -> bytes:
+    """The body of a submission (as POST /v1/requests), whatever transport carries it: JSON
+    text written here so that a payload given as text goes in unchanged."""
+    dumps = json.dumps
+    items = [
+        f'{{"idempotency_key":{dumps(s.idempotency_key)},"fingerprint":{dumps(s.fingerprint)},'
+        f'"installation_id":{dumps(s.installation_id)},'
+        f'"supplier_mpid":{dumps(s.supplier_mpid)},'
+        f'"payload":{s.payload if isinstance(s.payload, str) else dumps(s.payload)}}}'
+        for s in chunk
+    ]
+    return ('{"requests":[' + ",".join(items) + "]}").encode()
 
 
 def parse_receipts(chunk: Sequence[Submission], document: object, what: str) -> list[Receipt]:
@@ -275,11 +275,13 @@ class HttpGateway:
         """Release pooled connections."""
         self._client.close()
 
-    def _post(self, path: str, document: object) -> Any:
-        """POST JSON and return the parsed JSON reply, or raise the typed error."""
+    def _post(self, path: str, body: bytes) -> Any:
+        """POST a JSON body and return the parsed JSON reply, or raise the typed error."""
         what = f"POST {path}"
         try:
-            response = self._client.post(path, json=document)
+            response = self._client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
         except httpx.TimeoutException as exc:
             raise GatewayUnavailable(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.UnsupportedProtocol as exc:
@@ -298,14 +300,14 @@ class HttpGateway:
         whole or not at all, so after any error the whole chunk may be resent as is."""
         if not chunk:
             return []
-        document = self._post("/v1/requests", requests_document(chunk))
+        document = self._post("/v1/requests", requests_body(chunk))
         return parse_receipts(chunk, document, "POST /v1/requests")
 
     def outcomes(self, keys: Sequence[str]) -> list[Outcome]:
         """The current outcome of each key, in order (UNKNOWN for a key never stored)."""
         if not keys:
             return []
-        document = self._post("/v1/outcomes", {"keys": list(keys)})
+        document = self._post("/v1/outcomes", json.dumps({"keys": list(keys)}).encode())
         return parse_outcomes(keys, document, "POST /v1/outcomes")
 
     def inventory(self) -> Iterator[dict[str, Any]]:

@@ -7,6 +7,7 @@ Waits go through the `sleep` hook, so the file runs in a few seconds.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -336,3 +337,15 @@ def test_retrying_stops_rather_than_wait_past_its_delay_budget() -> None:
         retrying(over_capacity, max_delay_s=60.0, sleep=slept.append)
     assert len(calls) == 1 and slept == []
     assert caught.value.retry_after == 3127.0
+
+
+def test_a_payload_given_as_text_is_sent_byte_for_byte() -> None:
+    from migrate.commit.gateway import requests_body
+
+    text = '{"cohort":"ioc","devices":[],"note":"caf\\u00e9 \\"quoted\\""}'
+    as_text = Submission("k1", "f1", "I-1", None, text)
+    as_dict = Submission("k1", "f1", "I-1", None, json.loads(text))
+    body = requests_body([as_text])
+    assert text.encode() in body
+    assert json.loads(body) == json.loads(requests_body([as_dict]))
+    assert json.loads(body)["requests"][0]["supplier_mpid"] is None
