@@ -58,6 +58,8 @@ log = get_logger(__name__)
 GAS_SIDE_TYPES = frozenset({"GSME"})
 STATE_FILE = "dcc-simulator.sqlite3"
 MAX_BODY = 64 * 1024 * 1024
+# Keys looked up per query (SQLite allows 32,766 bound values; smaller is as fast).
+LOOKUP = 500
 REQUEST_FIELDS = ("idempotency_key", "fingerprint", "installation_id", "supplier_mpid")
 
 # What an endpoint answers, whatever the transport: status, JSON body (for a 200 from the
@@ -246,6 +248,10 @@ class ChunkTooLarge(Exception):
     """More new requests for one supplier than a whole day holds: waiting never helps."""
 
 
+def _answer(key: str, state: str, reason: str | None, retryable: bool | None) -> dict[str, Any]:
+    return {"idempotency_key": key, "state": state, "reason": reason, "retryable": retryable}
+
+
 class _Store:
     """The service's state in one SQLite file; one lock, since each call is one transaction."""
 
@@ -279,20 +285,67 @@ class _Store:
     def _day(self, now: float) -> int:
         return math.floor(now / self.options.day_seconds)
 
+    def _rows(self, columns: str, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored columns of these keys, looked up a few hundred at a time."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(unique), LOOKUP):
+            part = unique[start : start + LOOKUP]
+            marks = ",".join("?" * len(part))
+            query = (
+                f"SELECT idempotency_key, {columns} FROM requests"
+                f" WHERE idempotency_key IN ({marks})"
+            )
+            found.update({row[0]: row[1:] for row in self.db.execute(query, part)})
+        return found
+
     def submit(self, items: list[dict[str, Any]]) -> list[dict[str, str]]:
-        """Store a chunk whole or not at all; committed before the caller replies."""
+        """Store a chunk whole or not at all; committed before the caller replies. A key
+        repeated within the chunk is judged against its first occurrence."""
         now = time.time()
         today = self._day(now)
         results: list[dict[str, str]] = []
         new_by_supplier: Counter[str] = Counter()
+        inserts: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                known = self._rows(
+                    "fingerprint, state, retryable", (i["idempotency_key"] for i in items)
+                )
                 for item in items:
-                    status = self._submit_one(item, now, today)
+                    key, fingerprint = item["idempotency_key"], item["fingerprint"]
+                    row = known.get(key)
+                    if row is None:
+                        inserts.append(
+                            (key, fingerprint, item["installation_id"], item["supplier_mpid"],
+                             json.dumps(item["payload"], separators=(",", ":")), now, today)
+                        )  # fmt: skip
+                        status = "ACCEPTED"
+                    elif row[0] != fingerprint:
+                        status = "CONFLICT"
+                    elif row[1] == "FAILED" and row[2]:
+                        # A reported retryable failure: the resubmission is the next attempt.
+                        attempts.append((now, today, key))
+                        status = "ACCEPTED"
+                    else:
+                        status = "DUPLICATE"
                     if status == "ACCEPTED":
+                        known[key] = (fingerprint, None, None)
                         new_by_supplier[item["supplier_mpid"]] += 1
-                    results.append({"idempotency_key": item["idempotency_key"], "status": status})
+                    results.append({"idempotency_key": key, "status": status})
+                self.db.executemany(
+                    "INSERT INTO requests (idempotency_key, fingerprint, installation_id,"
+                    " supplier_mpid, payload, attempt, accepted_at, day)"
+                    " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                    inserts,
+                )
+                self.db.executemany(
+                    "UPDATE requests SET attempt = attempt + 1, accepted_at = ?, day = ?,"
+                    " state = NULL, reason = NULL, retryable = NULL WHERE idempotency_key = ?",
+                    attempts,
+                )
                 for supplier, new in sorted(new_by_supplier.items()):
                     if new > self.options.capacity:
                         raise ChunkTooLarge(
@@ -312,41 +365,6 @@ class _Store:
             self.db.execute("COMMIT")
         return results
 
-    def _submit_one(self, item: dict[str, Any], now: float, today: int) -> str:
-        key = item["idempotency_key"]
-        row = self.db.execute(
-            "SELECT fingerprint, state, retryable FROM requests WHERE idempotency_key = ?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            self.db.execute(
-                "INSERT INTO requests (idempotency_key, fingerprint, installation_id,"
-                " supplier_mpid, payload, attempt, accepted_at, day)"
-                " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-                (
-                    key,
-                    item["fingerprint"],
-                    item["installation_id"],
-                    item["supplier_mpid"],
-                    json.dumps(item["payload"], separators=(",", ":")),
-                    now,
-                    today,
-                ),
-            )
-            return "ACCEPTED"
-        fingerprint, state, retryable = row
-        if fingerprint != item["fingerprint"]:
-            return "CONFLICT"
-        if state == "FAILED" and retryable:
-            # A reported retryable failure: the resubmission is the next attempt.
-            self.db.execute(
-                "UPDATE requests SET attempt = attempt + 1, accepted_at = ?, day = ?,"
-                " state = NULL, reason = NULL, retryable = NULL WHERE idempotency_key = ?",
-                (now, today, key),
-            )
-            return "ACCEPTED"
-        return "DUPLICATE"
-
     def _decided(
         self, installation_id: str, attempt: int, accepted_at: float, now: float
     ) -> Outcome | None:
@@ -360,44 +378,41 @@ class _Store:
         decided and a resubmission after a reported retryable failure is a new attempt."""
         now = time.time()
         answers = []
+        decided: list[tuple[Any, ...]] = []
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                rows = self._rows(
+                    "installation_id, attempt, accepted_at, state, reason, retryable", keys
+                )
                 for key in keys:
-                    answers.append(self._outcome(key, now))
+                    row = rows.get(key)
+                    if row is None:
+                        answers.append(_answer(key, "UNKNOWN", None, None))
+                        continue
+                    installation_id, attempt, accepted_at, state, reason, retryable = row
+                    if state is None:
+                        outcome = self._decided(installation_id, attempt, accepted_at, now)
+                        if outcome is None:
+                            answers.append(_answer(key, "PENDING", None, None))
+                            continue
+                        state, reason = outcome.state, outcome.reason
+                        retryable = None if outcome.retryable is None else int(outcome.retryable)
+                        decided.append((state, reason, retryable, key))
+                        rows[key] = (*row[:3], state, reason, retryable)
+                    answers.append(
+                        _answer(key, state, reason, None if retryable is None else bool(retryable))
+                    )
+                self.db.executemany(
+                    "UPDATE requests SET state = ?, reason = ?, retryable = ?"
+                    " WHERE idempotency_key = ?",
+                    decided,
+                )
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
         return answers
-
-    def _outcome(self, key: str, now: float) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT installation_id, attempt, accepted_at, state, reason, retryable"
-            " FROM requests WHERE idempotency_key = ?",
-            (key,),
-        ).fetchone()
-        answer: dict[str, Any] = {"idempotency_key": key, "reason": None, "retryable": None}
-        if row is None:
-            return {**answer, "state": "UNKNOWN"}
-        installation_id, attempt, accepted_at, state, reason, retryable = row
-        if state is None:
-            decided = self._decided(installation_id, attempt, accepted_at, now)
-            if decided is None:
-                return {**answer, "state": "PENDING"}
-            state, reason = decided.state, decided.reason
-            retryable = None if decided.retryable is None else int(decided.retryable)
-            self.db.execute(
-                "UPDATE requests SET state = ?, reason = ?, retryable = ?"
-                " WHERE idempotency_key = ?",
-                (state, reason, retryable, key),
-            )
-        return {
-            "idempotency_key": key,
-            "state": state,
-            "reason": reason,
-            "retryable": None if retryable is None else bool(retryable),
-        }
 
     def inventory(self) -> list[dict[str, Any]]:
         """Devices of migrated installations, as the SMI would list them after migration."""
