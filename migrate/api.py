@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from migrate.plan import PlanSummary
     from migrate.sim.dcc import SimulatorOptions
     from migrate.sim.extract_generator import GeneratedExtract
+    from migrate.store.interventions import Intervention
     from migrate.store.progress import StateCount
     from migrate.store.staging import StageResult
 
@@ -57,9 +58,11 @@ __all__ = [
     "plan",
     "rehearse",
     "report",
+    "requeue",
     "sim_serve",
     "stage",
     "status",
+    "withdraw",
 ]
 
 
@@ -455,6 +458,52 @@ def apply(
         cohorts_dir=cohorts_dir,
     )
     return ApplyRun(staged, committed)
+
+
+def requeue(
+    batch: str,
+    *,
+    reasons: Sequence[str] = (),
+    installations: Sequence[str] = (),
+    db: str | None = None,
+    actor: str | None = None,
+) -> Intervention:
+    """`migrate requeue`: FAILED requests back to STAGED for the next commit, audited."""
+    from migrate.audit.key import audit_key
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine
+    from migrate.store.interventions import requeue_failed
+
+    return requeue_failed(
+        make_engine(db),
+        batch,
+        reasons=reasons,
+        installations=installations,
+        actor=actor or audit_log.default_actor(),
+        key=audit_key(),
+    )
+
+
+def withdraw(
+    batch: str,
+    installations: Sequence[str],
+    *,
+    db: str | None = None,
+    actor: str | None = None,
+) -> Intervention:
+    """`migrate withdraw`: STAGED requests out of the go-live, audited."""
+    from migrate.audit.key import audit_key
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine
+    from migrate.store.interventions import withdraw as withdraw_requests
+
+    return withdraw_requests(
+        make_engine(db),
+        batch,
+        installations=installations,
+        actor=actor or audit_log.default_actor(),
+        key=audit_key(),
+    )
 
 
 def status(batch: str | None = None, *, db: str | None = None) -> list[StateCount]:

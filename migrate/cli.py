@@ -638,6 +638,60 @@ def apply(
     raise typer.Exit(_render_commit(run.committed, json_output))
 
 
+InstallationOption = Annotated[
+    list[str] | None,
+    typer.Option("--installation", help="An installation id (repeat for several)."),
+]
+
+
+@app.command()
+def requeue(
+    batch: Annotated[str, typer.Option(help="The batch.")],
+    reason: Annotated[
+        list[str] | None,
+        typer.Option(help="Only requests that failed for this reason (repeat for several)."),
+    ] = None,
+    installation: InstallationOption = None,
+    actor: ActorOption = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+) -> None:
+    """Send FAILED requests again at the next commit (e.g. once master keys arrive)."""
+    try:
+        done = api.requeue(
+            batch, reasons=reason or (), installations=installation or (), db=db, actor=actor
+        )
+    except MigrateError as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps(dataclasses.asdict(done), sort_keys=True))
+        return
+    stdout.print(
+        f"batch {done.batch}: {done.moved:,} FAILED requests back to STAGED; "
+        "`migrate commit` sends them",
+        highlight=False,
+    )
+
+
+@app.command()
+def withdraw(
+    batch: Annotated[str, typer.Option(help="The batch.")],
+    installation: InstallationOption = None,
+    actor: ActorOption = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+) -> None:
+    """Take STAGED installations out of the go-live (final; audited)."""
+    try:
+        done = api.withdraw(batch, installation or [], db=db, actor=actor)
+    except MigrateError as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps(dataclasses.asdict(done), sort_keys=True))
+        return
+    stdout.print(f"batch {done.batch}: withdrew {done.moved:,} requests", highlight=False)
+
+
 @app.command()
 def status(
     batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,

@@ -121,3 +121,34 @@ def test_status_of_an_unknown_batch_exits_2(planned: Path) -> None:
     result = runner.invoke(app, ["status", "--batch", "nope"])
     assert result.exit_code == EXIT_USAGE
     assert "no batch 'nope' in the store" in result.stderr
+
+
+def test_held_failures_are_requeued_by_reason_and_sent_again(planned: Path) -> None:
+    assert runner.invoke(app, ["stage", "plan.json", "--batch", "w1"]).exit_code == 0
+    with simulator_thread(planned / "dcc", no_wan_rate=0.3) as url:
+        code, held = invoke("commit", "--batch", "w1", "--gateway", url, "--capacity", "1000",
+                            "--hold-failures", "--json")  # fmt: skip
+    failed = held["states"]["FAILED"]  # type: ignore[index]
+    assert code == EXIT_DATA_PROBLEMS and failed > 50
+    code, moved = invoke("requeue", "--batch", "w1", "--reason", "NO_WAN_DURING_MIGRATION",
+                         "--actor", "a.engineer", "--json")  # fmt: skip
+    assert code == 0 and moved["moved"] == failed
+    with simulator_thread(planned / "dcc") as url:
+        code, again = invoke("commit", "--batch", "w1", "--gateway", url, "--capacity", "1000",
+                             "--json")  # fmt: skip
+    assert code == 0 and again["states"] == {"MIGRATED": 306}
+
+
+def test_withdrawn_installations_are_never_sent(planned: Path) -> None:
+    assert runner.invoke(app, ["stage", "plan.json", "--batch", "w1"]).exit_code == 0
+    plan = json.loads(Path("plan.json").read_text())
+    chosen = [entry["payload"]["installation_id"] for entry in plan["eligible"][:2]]
+    args = [arg for i in chosen for arg in ("--installation", i)]
+    code, done = invoke("withdraw", "--batch", "w1", *args, "--json")
+    assert code == 0 and done["installation_ids"] == sorted(chosen)
+    again = runner.invoke(app, ["withdraw", "--batch", "w1", *args])
+    assert again.exit_code == EXIT_USAGE and "have no STAGED request" in again.stderr
+    with simulator_thread(planned / "dcc") as url:
+        code, result = invoke("commit", "--batch", "w1", "--gateway", url, "--capacity", "1000",
+                              "--json")  # fmt: skip
+    assert code == 0 and result["states"] == {"MIGRATED": 304, "WITHDRAWN": 2}

@@ -1,0 +1,120 @@
+"""An engineer's own moves of requests, outside a commit: send failed ones again (once the
+cause is cured: master keys delivered, a held failure reviewed) or withdraw staged ones from
+the go-live. Each is audited under the engineer's name, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from migrate.errors import ConfigError
+from migrate.store import audit_log
+from migrate.store.engine import require_current
+from migrate.store.moves import LOOKUP, Move, apply_moves
+from migrate.store.schema import batches, requests
+from migrate.store.states import RequestState
+
+S = RequestState
+
+
+@dataclass(frozen=True)
+class Intervention:
+    batch: str
+    moved: int
+    installation_ids: list[str]
+    audit_head: int
+
+
+def requeue_failed(
+    engine: Engine,
+    batch: str,
+    *,
+    reasons: Sequence[str] = (),
+    installations: Sequence[str] = (),
+    actor: str,
+    key: bytes | None,
+) -> Intervention:
+    """FAILED requests of the batch back to STAGED, with the reason they failed for; only
+    those of `reasons` and/or `installations` when given. Their attempt count stays, so the
+    cohort's attempt limit still counts what the DCC was already asked."""
+    return _move(
+        engine, batch, S.FAILED, S.STAGED, reasons=reasons, installations=installations,
+        actor=actor, key=key, command="requeue",
+    )  # fmt: skip
+
+
+def withdraw(
+    engine: Engine, batch: str, *, installations: Sequence[str], actor: str, key: bytes | None
+) -> Intervention:
+    """STAGED requests of the named installations out of the go-live (WITHDRAWN is final)."""
+    if not installations:
+        raise ConfigError(None, "name the installations to withdraw", key="installation")
+    return _move(
+        engine, batch, S.STAGED, S.WITHDRAWN, reasons=(), installations=installations,
+        actor=actor, key=key, command="withdraw",
+    )  # fmt: skip
+
+
+def _move(
+    engine: Engine,
+    batch: str,
+    source: RequestState,
+    target: RequestState,
+    *,
+    reasons: Sequence[str],
+    installations: Sequence[str],
+    actor: str,
+    key: bytes | None,
+    command: str,
+) -> Intervention:
+    require_current(engine)
+    with engine.begin() as connection:
+        audit_log.require_matching_key(connection, key)
+        if (
+            connection.execute(select(batches.c.name).where(batches.c.name == batch)).first()
+            is None
+        ):
+            raise ConfigError(None, f"no batch {batch!r} in the store", key="batch")
+        query = select(
+            requests.c.idempotency_key, requests.c.installation_id, requests.c.reason
+        ).where(requests.c.batch == batch, requests.c.state == source.value)
+        if reasons:
+            query = query.where(requests.c.reason.in_(list(reasons)))
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found = connection.execute(query).all()
+        if installations:
+            wanted = set(installations)
+            found = [row for row in found if row.installation_id in wanted]
+            missing = sorted(wanted - {row.installation_id for row in found})
+            if missing:
+                shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                raise ConfigError(
+                    None,
+                    f"{len(missing)} installation(s) have no {source.value} request in batch "
+                    f"{batch!r} (see `migrate status --batch {batch}`): {shown}",
+                    key="installation",
+                )
+        moves = [
+            Move(row.idempotency_key, batch, row.installation_id, source, target,
+                 reason=row.reason if target == S.STAGED else "WITHDRAWN_BY_OPERATOR")
+            for row in found
+        ]  # fmt: skip
+        head = 0
+        for start in range(0, len(moves), LOOKUP):
+            head = apply_moves(
+                connection,
+                moves[start : start + LOOKUP],
+                actor=actor,
+                command=command,
+                inputs={"batch": batch},
+                key=key,
+            )
+        if not moves:
+            head = audit_log.append(
+                connection, [], actor=actor, command=command, inputs={}, key=key
+            )
+    return Intervention(batch, len(moves), sorted(m.installation_id for m in moves), head)
