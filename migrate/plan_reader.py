@@ -11,6 +11,7 @@ writer and checks it against its fingerprint: an altered plan is refused.
 from __future__ import annotations
 
 import io
+import mmap
 from pathlib import Path
 
 import pyarrow as pa
@@ -58,19 +59,19 @@ EXCLUDED_SCHEMA = pa.schema(
 def _section(
     path: Path, marker: bytes, schema: pa.Schema, *, unexpected: str, name: str
 ) -> pa.Table:
-    """One list of the plan, one entry a line, parsed by Arrow's JSON reader."""
-    data = path.read_bytes()
-    start = data.find(marker)
-    if start < 0:
-        raise ConfigError(path, f"no {name} section: not a plan of version 1", key=name)
-    start += len(marker)
-    if data[start : start + 1] == b"]":
-        return schema.empty_table()
-    start += 1  # the line break after the bracket
-    end = data.find(b"\n]", start)
-    # Inside an entry no line breaks occur (JSON escapes them): ",\n" only joins entries.
-    lines = data[start:end].replace(b",\n", b"\n")
-    del data
+    """One list of the plan, one entry a line, parsed by Arrow's JSON reader. The file is
+    mapped, not read: only the section is copied out of it."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = data.find(marker)
+        if start < 0:
+            raise ConfigError(path, f"no {name} section: not a plan of version 1", key=name)
+        start += len(marker)
+        if data[start : start + 1] == b"]":
+            return schema.empty_table()
+        start += 1  # the line break after the bracket
+        end = data.find(b"\n]", start)
+        # Inside an entry no line breaks occur (JSON escapes them): ",\n" only joins entries.
+        lines = data[start:end].replace(b",\n", b"\n")
     try:
         return pajson.read_json(
             io.BytesIO(lines),

@@ -11,11 +11,30 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-FORMULA_START = r"^[=+\-@\t\r]"
+FORMULA_START = "=+-@\t\r"
+_STARTS_FORMULA = np.zeros(256, dtype=bool)
+_STARTS_FORMULA[[ord(char) for char in FORMULA_START]] = True
+
+
+def _risky(column: pa.Array) -> np.ndarray:
+    """Whether each value starts with a formula character: the first byte of every value,
+    read from Arrow's buffers (every such character is one byte in UTF-8)."""
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(column.buffers()[1], dtype=width)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    data = column.buffers()[2]
+    starts = offsets[:-1]
+    filled = offsets[1:] > starts
+    risky = np.zeros(len(column), dtype=bool)
+    if data is not None and filled.any():
+        risky[filled] = _STARTS_FORMULA[np.frombuffer(data, dtype=np.uint8)[starts[filled]]]
+    return risky
 
 
 def neutralise_formulas(table: pa.Table) -> pa.Table:
@@ -23,8 +42,12 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
     columns = []
     for column in table.columns:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            risky = _risky(column)
+            if risky.any():
+                column = pc.if_else(
+                    pa.array(risky), pc.binary_join_element_wise("'", column, ""), column
+                )
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 

@@ -127,7 +127,9 @@ def test_the_name_must_match_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_mapping_lists_the_known_ones(mappings_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="known: dcc_inventory, edmi_foc_estate, landis_ioc_devices"):
+    with pytest.raises(
+        ConfigError, match="known: dcc_inventory, edmi_foc_estate, landis_ioc_devices"
+    ):
         load_mapping("nope", mappings_dir)
 
 
