@@ -6,6 +6,7 @@ Another program runs a cohort by importing these; the CLI only parses, calls and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import shutil
 import threading
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from migrate.ingest import IngestSummary
     from migrate.mapping import Mapping
     from migrate.plan import PlanSummary
+    from migrate.reconcile import ReconciliationResult
     from migrate.sim.dcc import SimulatorOptions
     from migrate.sim.extract_generator import GeneratedExtract
     from migrate.store.interventions import Intervention
@@ -50,12 +52,14 @@ __all__ = [
     "check_mappings",
     "commit",
     "db_upgrade",
+    "export_inventory",
     "generate_extract",
     "import_cpl",
     "ingest",
     "list_cohorts",
     "list_mappings",
     "plan",
+    "reconcile",
     "rehearse",
     "report",
     "requeue",
@@ -137,6 +141,7 @@ class RehearsalStep:
     report: ReportRun | None = None
     stage: StageResult | None = None
     commit: CommitResult | None = None
+    reconcile: ReconciliationResult | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,8 @@ def rehearse(
 ) -> RehearsalRun:
     """The sample cohort end to end: the bundled DCC simulator started; each extract
     ingested, planned against its cohort, reported as a dry run, staged in a store of its
-    own and committed to the simulator; the simulator stopped at the end."""
+    own and committed to the simulator; the DCC's inventory exported and each batch
+    reconciled against it and its extract; the simulator stopped."""
     manifest = examples_dir / "rehearsal.yaml"
     if not manifest.is_file():
         raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
@@ -177,6 +183,27 @@ def rehearse(
         steps = _rehearse_extracts(
             rehearsal, examples_dir, out_dir, database, url, mappings_dir, cohorts_dir
         )
+        # After the cohorts: the DCC's inventory, and each batch reconciled against it and
+        # against the supplier's extract it was planned from.
+        inventory = out_dir / "dcc-inventory.ndjson"
+        export_inventory(url, inventory)
+    steps = [
+        dataclasses.replace(
+            step,
+            reconcile=reconcile(
+                step.stage.batch,
+                inventory,
+                extract=examples_dir / step.extract,
+                extract_mapping=step.ingest.summary.mapping,
+                out=out_dir / step.plan.summary.cohort / "reconciliation",
+                db=database,
+                mappings_dir=mappings_dir,
+            ),
+        )
+        if step.stage is not None and step.plan is not None
+        else step
+        for step in steps
+    ]
     return RehearsalRun(steps, database, url, status(db=database), audit_verify(database))
 
 
@@ -504,6 +531,63 @@ def withdraw(
         actor=actor or audit_log.default_actor(),
         key=audit_key(),
     )
+
+
+def reconcile(
+    batch: str,
+    inventory: Path,
+    *,
+    inventory_mapping: str | None = None,
+    extract: Path | None = None,
+    extract_mapping: str | None = None,
+    out: Path | None = None,
+    stuck_after: dt.timedelta | None = None,
+    requeue: bool = False,
+    db: str | None = None,
+    actor: str | None = None,
+    now: dt.datetime | None = None,
+    mappings_dir: Path | None = None,
+) -> ReconciliationResult:
+    """`migrate reconcile`: the batch against the DCC's inventory (and the supplier's
+    extract), installation by installation; with `requeue`, stuck and retryable requests
+    back to STAGED."""
+    from migrate.audit.key import audit_key
+    from migrate.reconcile import reconcile as reconcile_batch
+    from migrate.reconcile.run import DEFAULT_STUCK_AFTER
+    from migrate.store import audit_log
+    from migrate.store.engine import make_engine
+
+    return reconcile_batch(
+        make_engine(db),
+        batch,
+        inventory=inventory,
+        inventory_mapping=inventory_mapping,
+        extract=extract,
+        extract_mapping=extract_mapping,
+        out=out,
+        stuck_after=stuck_after or DEFAULT_STUCK_AFTER,
+        requeue=requeue,
+        actor=actor or audit_log.default_actor(),
+        key=audit_key(),
+        now=now,
+        mappings_dir=mappings_dir,
+    )
+
+
+def export_inventory(gateway: str, out: Path, *, timeout_s: float = 30.0) -> int:
+    """`migrate inventory`: the DCC's post-migration inventory as an NDJSON file, written
+    whole or not at all; returns the devices written."""
+    from migrate.commit.connect import gateway_factory
+    from migrate.commit.retry import retrying
+    from migrate.reconcile import export_inventory as export
+
+    gateways, _ = gateway_factory(gateway, timeout_s=timeout_s)
+    connection = gateways()
+    try:
+        # A failure mid-stream restarts the whole read: the file is only ever whole.
+        return retrying(lambda: export(connection, out))
+    finally:
+        connection.close()
 
 
 def status(batch: str | None = None, *, db: str | None = None) -> list[StateCount]:

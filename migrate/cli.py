@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from migrate.commit.engine import CommitOptions, CommitProgress, CommitResult
     from migrate.ingest import IngestSummary
     from migrate.plan import PlanSummary
+    from migrate.reconcile import ReconciliationResult
 
 EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
@@ -183,7 +184,8 @@ def rehearse(
 ) -> None:
     """Run the sample cohort rehearsal on the bundled example extracts: start the DCC
     simulator; ingest each extract, plan it against its cohort, write the dry-run report,
-    stage it and commit it; show the batches' status; stop the simulator."""
+    stage it and commit it; reconcile each batch with the DCC's inventory; show the
+    batches' status; stop the simulator."""
     try:
         rehearsal = api.rehearse(examples, out, mappings_dir=mappings_dir)
     except MigrateError as error:
@@ -196,6 +198,7 @@ def rehearse(
                 "plan": step.plan.summary.as_dict() if step.plan else None,
                 "stage": dataclasses.asdict(step.stage) if step.stage else None,
                 "commit": dataclasses.asdict(step.commit) if step.commit else None,
+                "reconcile": step.reconcile.report.head["totals"] if step.reconcile else None,
             }
             for step in rehearsal.steps
         }
@@ -223,6 +226,8 @@ def rehearse(
                 )
             if step.commit is not None:
                 _render_commit(step.commit, json_output=False)
+            if step.reconcile is not None:
+                _render_reconciliation(step.reconcile)
             stdout.print()
         table = Table("batch", "state", "reason", "requests", title=f"store {rehearsal.database}")
         for count in rehearsal.status:
@@ -234,7 +239,8 @@ def rehearse(
         stdout.print(f"audit log: {rehearsal.audit.count:,} records, {verdict}", highlight=False)
         stdout.print(f"outputs in {out}/", highlight=False)
     # Quarantined rows are the sample data's planted defects: finding them is success.
-    # So are the simulator's failed migrations; a batch left unfinished is not.
+    # So are the simulator's failed migrations and the discrepancies they leave; a batch
+    # left unfinished is not.
     if not all(step.commit.finished for step in rehearsal.steps if step.commit is not None):
         raise typer.Exit(EXIT_UNFINISHED)
     sound = all(s.balanced for s in summaries) and rehearsal.audit.ok
@@ -636,6 +642,133 @@ def apply(
             highlight=False,
         )
     raise typer.Exit(_render_commit(run.committed, json_output))
+
+
+@app.command()
+def inventory(
+    gateway: GatewayOption,
+    out: Annotated[Path, typer.Option(help="The NDJSON file to write.", dir_okay=False)],
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Export the DCC's post-migration inventory (one device a line), for `reconcile`."""
+    try:
+        count = api.export_inventory(gateway, out, timeout_s=timeout)
+    except MigrateError as error:
+        _fail(error)
+    stdout.print(f"wrote {count:,} devices to {out}", highlight=False)
+
+
+@app.command()
+def reconcile(
+    batch: Annotated[str, typer.Option(help="The batch to reconcile.")],
+    inventory: Annotated[
+        Path,
+        typer.Option(
+            help="The DCC's inventory (`migrate inventory`, or any file a mapping reads)."
+        ),
+    ],
+    inventory_mapping: Annotated[
+        str | None, typer.Option(help="Mapping that reads the inventory (default: dcc_inventory).")
+    ] = None,
+    extract: Annotated[
+        Path | None,
+        typer.Option(help="The supplier's extract or warehouse report, as a third side."),
+    ] = None,
+    mapping: Annotated[
+        str | None, typer.Option("--mapping", "-m", help="Mapping that reads --extract.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for reconciliation.json, .html and csv/.", file_okay=False),
+    ] = None,
+    stuck_after: Annotated[
+        float,
+        typer.Option(
+            min=0.001, help="Hours in SUBMITTING or ACCEPTED after which a request is stuck."
+        ),
+    ] = 1.0,
+    requeue: Annotated[
+        bool,
+        typer.Option(
+            "--requeue", help="Move stuck and retryable requests back to STAGED (audited)."
+        ),
+    ] = False,
+    actor: ActorOption = None,
+    json_output: JsonFlag = False,
+    db: DbUrl = None,
+    mappings_dir: MappingsDir = None,
+) -> None:
+    """Reconcile a batch: what the supplier held, what was asked, what the DCC now lists.
+    Exit 0 only when nothing is discrepant."""
+    try:
+        result = api.reconcile(
+            batch,
+            inventory,
+            inventory_mapping=inventory_mapping,
+            extract=extract,
+            extract_mapping=mapping,
+            out=out,
+            stuck_after=dt.timedelta(hours=stuck_after),
+            requeue=requeue,
+            db=db,
+            actor=actor,
+            mappings_dir=mappings_dir,
+        )
+    except MigrateError as error:
+        _fail(error)
+    code = EXIT_DATA_PROBLEMS if result.discrepant else EXIT_CLEAN
+    if json_output:
+        print(json.dumps(result.report.head, sort_keys=True))
+        raise typer.Exit(code)
+    _render_reconciliation(result)
+    raise typer.Exit(code)
+
+
+def _render_reconciliation(result: ReconciliationResult) -> None:
+    head = result.report.head
+    table = Table(
+        "category", "installations", "", title=f"reconciliation of batch {result.batch}",
+        title_justify="left",
+    )  # fmt: skip
+    for row in head["categories"]:
+        if row["installations"]:
+            table.add_row(
+                row["category"],
+                f"{row['installations']:,}",
+                "" if row["settled"] else "needs action",
+            )
+    stdout.print(table)
+    for row in head["discrepancies"]:
+        if row["installations"]:
+            stdout.print(
+                f"  {row['discrepancy']}: {row['installations']:,} installations, "
+                f"{row['devices']:,} devices",
+                highlight=False,
+            )
+    totals = head["totals"]
+    stdout.print(
+        f"{totals['installations']:,} installations = {totals['batch']:,} in the batch + "
+        f"{totals['excluded_at_planning']:,} excluded at planning + "
+        f"{totals['only_in_dcc_inventory']:,} only in the DCC's inventory; "
+        f"{totals['discrepant']:,} discrepant",
+        highlight=False,
+    )
+    for check in head["checks"]:
+        if not check["holds"]:
+            stdout.print(f"[bold red]check does not hold:[/] {escape(str(check))}")
+    verdict = "verifies" if result.audit_verified else f"DOES NOT VERIFY: {result.audit_problem}"
+    stdout.print(
+        f"audit log: head {result.audit_head_hash} ({result.audit_head_seq or 0:,} records), "
+        f"{escape(verdict)}",
+        highlight=False,
+    )
+    if result.requeued:
+        stdout.print(
+            f"requeued {result.requeued:,} requests to STAGED: `migrate commit` sends them",
+            highlight=False,
+        )
+    if result.written:
+        stdout.print(f"report in {result.written[0].parent}/", highlight=False)
 
 
 InstallationOption = Annotated[
