@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Column, Connection
 
@@ -31,12 +32,27 @@ def insert_ignoring_present(
     if connection.dialect.name == "postgresql":
         _copy(connection, table_name, names, rows)
         return
+    rows = _sqlite_times(rows)
     marks = ", ".join("?" for _ in rows.column_names)
     statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
     for start in range(0, rows.num_rows, CHUNK):
         part = rows.slice(start, CHUNK)
         columns = [column.to_pylist() for column in part.columns]
         connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+
+
+def _sqlite_times(rows: pa.Table) -> pa.Table:
+    """Timestamps as SQLAlchemy writes them to SQLite (UTC, `YYYY-MM-DD HH:MM:SS.ffffff`),
+    not as the driver's own adapter would (with `+00:00`): text compared in SQL must be in
+    one format, whichever path wrote it."""
+    for index, field in enumerate(rows.schema):
+        if pa.types.is_timestamp(field.type):
+            column = rows.column(index)
+            if field.type.tz is not None:
+                column = column.cast(pa.timestamp(field.type.unit, tz="UTC"))
+            text = pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
+            rows = rows.set_column(index, field.name, text)
+    return rows
 
 
 def _copy(connection: Connection, table_name: str, names: str, rows: pa.Table) -> None:

@@ -174,3 +174,17 @@ def test_moves_that_follow_on_are_one_update_and_a_record_each(staged) -> None: 
     broken = [*_moves(rows[:1], S.STAGED, S.SUBMITTING), *_moves(rows[:1], S.ACCEPTED, S.MIGRATED)]
     with pytest.raises(IllegalTransition), staged.begin() as connection:
         apply_moves(connection, broken, actor="w", command="commit", inputs={}, key=None)
+
+
+def test_staged_and_moved_requests_keep_one_time_format(staged) -> None:  # type: ignore[no-untyped-def]
+    """Staging's bulk path and the moves write updated_at alike, so that comparing the
+    stored text in SQL orders them truly."""
+    rows = _requests(staged, 1)
+    with staged.begin() as connection:
+        apply_moves(
+            connection, _moves(rows, S.STAGED, S.WITHDRAWN), actor="w", command="withdraw",
+            inputs={}, key=None,
+        )  # fmt: skip
+        values = connection.execute(text("SELECT updated_at FROM requests")).scalars().all()
+    if staged.dialect.name == "sqlite":
+        assert {len(value) for value in values} == {len("2026-11-29 13:01:02.345678")}
