@@ -44,6 +44,7 @@ from migrate.store import audit_log
 from migrate.store.bulk import driver_value, execute_many
 from migrate.store.moves import Move, apply_moves, current_states
 from migrate.store.schema import attempts, batches, requests
+from migrate.store.snapshot import reader
 from migrate.store.states import RequestState
 
 log = get_logger(__name__)
@@ -893,15 +894,16 @@ def commit(
     def report() -> None:
         if on_progress is None or errors:
             return
-        while True:
-            finished = done.wait(options.progress_interval_s)
-            with lock:
-                count = sent["sent"]
-            on_progress(
-                CommitProgress(batch, states_of(engine, batch), count, time.monotonic() - started)
-            )
-            if finished:
-                return
+        # A snapshot reader: on SQLite, progress must not take the workers' write lock.
+        with reader(engine) as snapshot:
+            while True:
+                finished = done.wait(options.progress_interval_s)
+                with lock:
+                    count = sent["sent"]
+                states = states_of(snapshot, batch)
+                on_progress(CommitProgress(batch, states, count, time.monotonic() - started))
+                if finished:
+                    return
 
     reporter = threading.Thread(target=report, name="commit-progress", daemon=True)
     reporter.start()
