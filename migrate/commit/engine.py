@@ -422,6 +422,11 @@ class _Worker:
                 ).all()
                 if rows:
                     held = [_Held(*row) for row in rows]
+                    execute_many(
+                        connection,
+                        "UPDATE requests SET sends = sends + 1 WHERE idempotency_key = ?",
+                        [(h.key,) for h in held],
+                    )
                     self._record_sends(connection, held)
                     self.tally.resent += len(held)
                     return held, None

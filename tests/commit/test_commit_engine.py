@@ -241,10 +241,19 @@ def _leave_with(engine: Engine, worker: str, count: int, target: RequestState) -
     chosen = rows(engine)[:count]
     with engine.begin() as connection:
         moves = [
-            Move(r.idempotency_key, BATCH, r.installation_id, S.STAGED, S.SUBMITTING, worker=worker)
+            Move(r.idempotency_key, BATCH, r.installation_id, S.STAGED, S.SUBMITTING,
+                 sent=True, worker=worker)
             for r in chosen
-        ]
+        ]  # fmt: skip
         apply_moves(connection, moves, actor="t", command="commit", inputs={}, key=None)
+        connection.execute(
+            attempts.insert(),
+            [
+                {"idempotency_key": r.idempotency_key, "attempt": 1,
+                 "started_at": dt.datetime.now(dt.UTC)}
+                for r in chosen
+            ],
+        )  # fmt: skip
         if target == S.ACCEPTED:
             moves = [
                 Move(m.idempotency_key, BATCH, m.installation_id, S.SUBMITTING, S.ACCEPTED,
@@ -272,6 +281,13 @@ def test_requests_a_dead_worker_left_are_resent_with_their_keys(
     assert result.finished and result.tally.adopted == 6
     assert result.tally.duplicates == 3 and result.tally.resent == 6
     assert {r.state for r in rows(store)} == {"MIGRATED"}
+    resent = {r.idempotency_key for r in left}
+    assert {r.sends for r in rows(store) if r.idempotency_key in resent} == {2}
+    with store.connect() as connection:
+        numbers = connection.execute(
+            select(attempts.c.attempt).where(attempts.c.idempotency_key.in_(resent))
+        ).scalars()
+        assert Counter(numbers) == {1: 6, 2: 6}
     assert verified(store)
 
 
