@@ -5,12 +5,11 @@ Another program runs a cohort by importing these; the CLI only parses, calls and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -179,7 +178,10 @@ def rehearse(
     shutil.rmtree(out_dir / "dcc-simulator", ignore_errors=True)
     database = f"sqlite:///{out_dir / 'migrate.db'}"
     db_upgrade(database)
-    with _simulator(out_dir / "dcc-simulator", rehearsal.simulator) as url:
+    from migrate.sim.dcc import SimulatorOptions, serving
+
+    simulated = SimulatorOptions(**rehearsal.simulator.model_dump())
+    with serving(out_dir / "dcc-simulator", simulated) as url:
         steps = _rehearse_extracts(
             rehearsal, examples_dir, out_dir, database, url, mappings_dir, cohorts_dir
         )
@@ -205,24 +207,6 @@ def rehearse(
         for step in steps
     ]
     return RehearsalRun(steps, database, url, status(db=database), audit_verify(database))
-
-
-@contextlib.contextmanager
-def _simulator(state_dir: Path, settings: _RehearsalSimulator) -> Iterator[str]:
-    """The bundled DCC simulator, serving over HTTP on a free loopback port for the length
-    of the rehearsal; yields its URL."""
-    from migrate.sim.dcc import SimulatorOptions, make_server
-
-    server = make_server("127.0.0.1", 0, state_dir, SimulatorOptions(**settings.model_dump()))
-    serving = threading.Thread(target=server.serve_forever, name="dcc-simulator", daemon=True)
-    serving.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.shutdown()
-        serving.join()
-        server.server_close()
 
 
 def _rehearse_extracts(

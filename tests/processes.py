@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -128,15 +127,7 @@ CALM = {"no_wan_rate": 0.0, "device_test_rate": 0.0, "master_keys_rate": 0.0, "g
 @contextlib.contextmanager
 def simulator_thread(state: Path, **options: Any) -> Iterator[str]:
     """The real simulator serving in a thread of this process (port 0); yields its URL."""
-    from migrate.sim.dcc import SimulatorOptions, make_server
+    from migrate.sim.dcc import SimulatorOptions, serving
 
-    server = make_server("127.0.0.1", 0, state, SimulatorOptions(**{**CALM, **options}))
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with serving(state, SimulatorOptions(**{**CALM, **options})) as url:
+        yield url

@@ -690,6 +690,22 @@ def make_server(
         raise
 
 
+@contextlib.contextmanager
+def serving(state_dir: Path, options: SimulatorOptions, host: str = "127.0.0.1") -> Iterator[str]:
+    """The simulator serving in a thread of this process on a free port, for as long as the
+    block lasts (a rehearsal, a test); yields its base URL."""
+    server = make_server(host, 0, state_dir, options)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    bound_host, port = server.server_address[:2]
+    try:
+        yield f"http://{bound_host}:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8080,

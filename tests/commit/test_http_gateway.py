@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from processes import simulator_thread
 
 from migrate.commit import (
     GatewayRejected,
@@ -28,29 +28,11 @@ from migrate.commit import (
     retrying,
 )
 from migrate.errors import TerminalError, TransientError
-from migrate.sim.dcc import SimulatorOptions, make_server
 
 T = TypeVar("T")
 
-# Outcome rates off: every attempt MIGRATES unless a test asks otherwise.
-CALM = {"no_wan_rate": 0.0, "device_test_rate": 0.0, "master_keys_rate": 0.0, "gt01_rate": 0.0}
-
-
-@contextmanager
-def simulator(state_dir: Path, **options: Any) -> Iterator[str]:
-    """A running simulator; yields its base URL and stops it (keeping its state) after."""
-    server = make_server("127.0.0.1", 0, state_dir, SimulatorOptions(**{**CALM, **options}))
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.02,), name="dcc-sim-test", daemon=True
-    )
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+# The real simulator in a thread: every attempt MIGRATES unless a test asks otherwise.
+simulator = simulator_thread
 
 
 @contextmanager

@@ -3,17 +3,16 @@ file that the dcc_inventory mapping reads; whole or not at all."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import simulator_thread
 
 from migrate.commit import GatewayUnavailable, HttpGateway, Submission
 from migrate.ingest import ingest
 from migrate.reconcile import export_inventory
-from migrate.sim.dcc import SimulatorOptions, make_server
 
 DEVICES = [
     ["00-1B-C5-00-00-00-00-01", "CHF", "LG", "CH1", "3.0.2", None, None],
@@ -24,19 +23,8 @@ DEVICES = [
 
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[str]:
-    options = SimulatorOptions(
-        no_wan_rate=0.0, device_test_rate=0.0, master_keys_rate=0.0, gt01_rate=1.0
-    )
-    server = make_server("127.0.0.1", 0, tmp_path / "dcc", options)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with simulator_thread(tmp_path / "dcc", gt01_rate=1.0) as url:
+        yield url
 
 
 def test_the_inventory_is_written_and_reads_through_its_mapping(
