@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,15 @@ NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The rehearsal as the README runs it: from the checkout's root, on `examples`, so that
+    the plan names its inputs the same wherever the checkout is."""
     out = tmp_path_factory.mktemp("rehearsal")
-    run = api.rehearse(REPO / "examples", out)
+    before = Path.cwd()
+    os.chdir(REPO)
+    try:
+        run = api.rehearse(Path("examples"), out)
+    finally:
+        os.chdir(before)
     assert all(step.commit.finished for step in run.steps if step.commit is not None)
     return out
 
