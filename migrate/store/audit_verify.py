@@ -12,7 +12,6 @@ not be confirmed, `verify_log` reads the log again and names the first bad one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sqlalchemy import Connection, TextClause, func, select, text
@@ -130,19 +129,6 @@ def _chunks(
         )
 
 
-def _read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """The next chunk read while this one is hashed: the database builds a chunk mostly
-    outside the interpreter, so reading and hashing overlap instead of taking turns."""
-    with ThreadPoolExecutor(1, thread_name_prefix="audit-read") as pool:
-        pending = pool.submit(next, chunks, None)
-        while True:
-            chunk = pending.result()
-            if chunk is None:
-                return
-            pending = pool.submit(next, chunks, None)
-            yield chunk
-
-
 def verify_log_fast(
     connection: Connection, key: bytes | None, *, after: Verification | None = None
 ) -> Verification:
@@ -158,7 +144,7 @@ def verify_log_fast(
     if chunk is not None and count == (last or 0) and count >= start[0]:
         chunks = _chunks(connection, chunk, start[0] + 1, count, key is not None)
         try:
-            verified = verify_chunks(_read_ahead(chunks), key, kept, after=start)
+            verified = verify_chunks(chunks, key, kept, after=start)
         except (DBAPIError, UnicodeError):  # text the database cannot give as Unicode
             verified = None
         if verified is not None:
