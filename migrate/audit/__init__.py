@@ -15,6 +15,7 @@ from migrate.audit.chain import (
     now_at,
     seal,
     seal_many,
+    sealed_with,
     to_jsonl,
     verify,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "now_at",
     "seal",
     "seal_many",
+    "sealed_with",
     "to_jsonl",
     "verify",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -404,6 +405,17 @@ def _seal_run(
 
 # ---------------------------------------------------------------------------------------
 # Verifying.
+
+
+def sealed_with(record: AuditRecord, key: bytes) -> bool:
+    """Whether the record's MAC is the one this key gives: a writer checks its key against
+    the log's last record before extending it, so that a wrong key is refused at once rather
+    than found later as if someone had tampered with the log."""
+    if record.mac is None:
+        return False
+    return hmac.compare_digest(
+        _Mac(key)(_sealed_bytes(record, bytes.fromhex(record.prev_hash))), record.mac
+    )
 
 
 def _sealed_bytes(record: AuditRecord, prefix: bytes) -> bytes:

@@ -153,6 +153,12 @@ def reconcile(
     )
     requeued: RequeueResult | None = None
     if requeue:
+        with engine.connect() as connection:
+            audit_log.require_matching_key(connection, key)
+    if requeue and not audit.verification.ok:
+        # Extending a log that does not verify would bury the evidence: report, move nothing.
+        log.error("reconcile.requeue_refused", batch=batch, problem=audit.verification.problem)
+    elif requeue:
         chosen, left = candidates(comparison.installations)
         inputs = {"plan": store.plan.sha256, "inventory": dcc.file.sha256}
         if supplier is not None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import pyarrow as pa
 from sqlalchemy import Connection, select, update
 
-from migrate.audit import AuditRecord, Verification, seal_many, verify
+from migrate.audit import AuditRecord, Verification, seal_many, sealed_with, verify
 from migrate.errors import ConfigError
 from migrate.store.bulk import execute_many, insert_ignoring_present
 from migrate.store.schema import audit, audit_head
@@ -120,7 +120,18 @@ def require_matching_key(connection: Connection, key: bytes | None) -> None:
     found = head(connection)
     if found is None or found[0] == 0:
         return
-    mac = connection.execute(select(audit.c.mac).where(audit.c.seq == found[0])).scalar()
+    row = connection.execute(select(audit).where(audit.c.seq == found[0])).first()
+    if row is None:
+        return  # a log cut short: `migrate audit verify` says so
+    values = row._asdict()
+    values["inputs"] = json.loads(values["inputs"])
+    mac = values["mac"]
+    if mac is not None and key is not None and not sealed_with(AuditRecord(**values), key):
+        raise ConfigError(
+            None,
+            "MIGRATE_AUDIT_KEY is not the key this store's audit log is sealed with",
+            key="MIGRATE_AUDIT_KEY",
+        )
     if mac is not None and key is None:
         raise ConfigError(
             None,

@@ -40,6 +40,13 @@ def requeue_failed(
     """FAILED requests of the batch back to STAGED, with the reason they failed for; only
     those of `reasons` and/or `installations` when given. Their attempt count stays, so the
     cohort's attempt limit still counts what the DCC was already asked."""
+    if not reasons and not installations:
+        raise ConfigError(
+            None,
+            "name the failures to send again (--reason) or the installations (--installation):"
+            " a key conflict or a refused payload would only fail again",
+            key="reason",
+        )
     return _move(
         engine, batch, S.FAILED, S.STAGED, reasons=reasons, installations=installations,
         actor=actor, key=key, command="requeue",

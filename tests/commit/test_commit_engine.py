@@ -380,3 +380,15 @@ def test_a_keyed_audit_log_is_not_extended_without_its_key(db_url: str, tmp_path
     with pytest.raises(ConfigError, match="MIGRATE_AUDIT_KEY"):
         run(engine, "http://127.0.0.1:9")
     engine.dispose()
+
+
+def test_a_keyed_audit_log_is_not_extended_with_another_key(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    stage(engine, _plan(tmp_path, 200), batch=BATCH, actor="t", key=b"k" * 32)
+    with pytest.raises(ConfigError, match="not the key this store's audit log is sealed with"):
+        commit(
+            engine, BATCH, lambda: HttpGateway("http://127.0.0.1:9"), options=CommitOptions(),
+            actor="t", key=b"x" * 32, gateway_name="x",
+        )  # fmt: skip
+    engine.dispose()
