@@ -570,10 +570,12 @@ class _Worker:
 
     def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
         """Back to STAGED what was never answered, with its capacity given back."""
-        if isinstance(why, GatewayUnavailable):
-            outcome = "OVER_CAPACITY" if why.status == 429 else "UNAVAILABLE"
+        if not isinstance(why, GatewayUnavailable):
+            outcome, reason = STOPPED, STOPPED
+        elif why.status == 429:
+            outcome, reason = "OVER_CAPACITY", DCC_CAPACITY
         else:
-            outcome = STOPPED
+            outcome, reason = "UNAVAILABLE", DCC_UNAVAILABLE
         with self.engine.begin() as connection:
             moved = self._apply(
                 connection,
@@ -584,9 +586,7 @@ class _Worker:
                         h.installation_id,
                         S.SUBMITTING,
                         S.STAGED,
-                        reason={"OVER_CAPACITY": DCC_CAPACITY, "UNAVAILABLE": DCC_UNAVAILABLE}.get(
-                            outcome, STOPPED
-                        ),
+                        reason=reason,
                     )
                     for h in held
                 ],
@@ -647,8 +647,7 @@ class _Worker:
         finished = [outcome_of.get(f[0], f) for f in finished]
         with self.engine.begin() as connection:
             # Receipt and outcome of a request are one update of its row, two audit records.
-            applied = {m.idempotency_key for m in self._apply(connection, moves + settled[0])}
-            self._finish_attempts(connection, [f for f in finished if f[0] in applied])
+            self._write_moves(connection, moves + settled[0], finished)
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -700,7 +699,7 @@ class _Worker:
         if not moves:
             return False
         with self.engine.begin() as connection:
-            self._write_outcomes(connection, moves, finished)
+            self._write_moves(connection, moves, finished)
         return True
 
     def _outcome_moves(
@@ -741,12 +740,13 @@ class _Worker:
                 self.tally.unknown += 1
         return moves, finished
 
-    def _write_outcomes(
+    def _write_moves(
         self,
         connection: Connection,
         moves: Sequence[Move],
         finished: Sequence[tuple[str, int, str, str]],
     ) -> None:
+        """The moves still in place, and the attempts rows of the requests they moved."""
         if not moves:
             return
         applied = {m.idempotency_key for m in self._apply(connection, moves)}
