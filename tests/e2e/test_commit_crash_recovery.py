@@ -95,7 +95,7 @@ def test_a_commit_killed_at_random_moments_enrols_each_installation_exactly_once
         folder / "dcc",
         seed=5,
         capacity=100_000,
-        latency_ms=15,
+        latency_ms=50,
         processing_ms=150,
         lost_response_rate=0.05,
         error_rate=0.05,
@@ -106,7 +106,7 @@ def test_a_commit_killed_at_random_moments_enrols_each_installation_exactly_once
         while kills < KILLS:
             process = _commit(sim, folder, env)
             try:
-                process.wait(timeout=rng.uniform(0.5, 2.2))
+                process.wait(timeout=rng.uniform(0.4, 1.8))
             except subprocess.TimeoutExpired:
                 if restart_simulator and kills % 3 == 1:
                     sim.kill()  # the DCC goes down under the running commit, then comes back
