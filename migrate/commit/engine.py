@@ -284,8 +284,7 @@ class _Worker:
                     held, day = taken
                     refusal = self._refusal(answered)
                     if refusal is None:
-                        exchange = network.submit(self._exchange, held, resend=day is None)
-                        following = _Flight(held, day, exchange)
+                        following = _Flight(held, day, network.submit(self._exchange, held))
                         self.on_sent(len(held))
                         self.tally.sent += len(held)
                     else:  # claimed, never sent: back to STAGED
@@ -536,34 +535,20 @@ class _Worker:
             return Stopping()
         return None
 
-    def _exchange(self, held: Sequence[_Held], *, resend: bool) -> _Answered:
+    def _exchange(self, held: Sequence[_Held]) -> _Answered:
         """In the network thread: send a chunk and, from a DCC that decides quickly, ask
-        for the outcomes of what it accepted. Raises GatewayUnavailable or Stopping.
-
-        A resend (requests a stopped worker left SUBMITTING) asks first: an attempt the DCC
-        holds already, perhaps decided, is recorded as its receipt and outcome, never sent
-        again, since a resend after a reported retryable failure would be a new attempt the
-        store had not counted."""
-        known: set[str] = set()
-        if resend:
-            asked = self._retrying(lambda: self.gateway.outcomes([h.key for h in held]))
-            known = {o.idempotency_key for o in asked if o.state != "UNKNOWN"}  # type: ignore[attr-defined]
-        to_send = [h for h in held if h.key not in known]
+        for the outcomes of what it accepted. Raises GatewayUnavailable or Stopping."""
         chunk = [
-            Submission(h.key, h.fingerprint, h.installation_id, h.supplier, h.payload)
-            for h in to_send
+            Submission(h.key, h.fingerprint, h.installation_id, h.supplier, h.payload) for h in held
         ]
-        sent = dict(
-            zip([h.key for h in to_send], self._submit(chunk) if chunk else [], strict=True)
-        )
-        answers = [Receipt(h.key, "DUPLICATE") if h.key in known else sent[h.key] for h in held]
+        answers = self._submit(chunk)
         accepted = [
             _Waiting(h.key, h.installation_id, h.attempts + 1, h.sends + 1)
             for h, answer in zip(held, answers, strict=True)
             if isinstance(answer, Receipt) and answer.status != "CONFLICT"
         ]
         outcomes = None
-        if accepted and (self._ask_at_once or known):
+        if accepted and self._ask_at_once:
             try:
                 outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in accepted]))
             except (GatewayUnavailable, Stopping):
