@@ -13,19 +13,34 @@ It can only confirm: a record that fails any check, or holds anything this path 
 read the way `verify` does, raises Unconfirmed, and the answer is None: the caller then runs
 `verify` over the same log, which names the first bad record. So the two never disagree on a
 log that verifies, and a log that does not is always described by `verify` itself.
+
+`seal_columns` is the other direction: a run of records sealed from columns, as staging
+appends one per installation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from migrate.audit.chain import GENESIS, Verification, _at_ok, _inputs, _Mac, _quote
+from migrate import json_text
+from migrate.audit.chain import (
+    GENESIS,
+    Verification,
+    _at_ok,
+    _hex64,
+    _inputs,
+    _Mac,
+    _prepare,
+    _quote,
+)
 
 # Each byte's value as a lowercase hex digit, 255 for a byte that is not one.
 _NIBBLE = np.full(256, 255, dtype=np.uint8)
@@ -138,3 +153,83 @@ def verify_chunks(
     if expected_head is not None and expected_head != (count, last):
         return None
     return Verification(True, count, last if count else None, None, None)
+
+
+# ---------------------------------------------------------------------------------------
+# Sealing a column of records: staging appends one record per installation, hundreds of
+# thousands at once, all alike but for a few fields.
+
+PER_ROW = ("batch", "idempotency_key", "from_state", "to_state", "reason", "installation_id")
+
+
+@dataclass(frozen=True)
+class SealedColumns:
+    """Each record's prev_hash, hash and mac (None without a key), in seq order."""
+
+    prev_hashes: list[str]
+    hashes: list[str]
+    macs: list[str | None]
+
+
+def seal_columns(
+    first_seq: int,
+    prev_hash: str,
+    key: bytes | None,
+    shared: Mapping[str, object],
+    columns: Mapping[str, pa.Array],
+) -> SealedColumns:
+    """The records `seal_many` would make of these rows, byte for byte: `shared` holds the
+    fields every row has alike (at, actor, command, inputs), `columns` the others (PER_ROW,
+    strings or nulls, of one length). The canonical content is built by Arrow, column by
+    column; only the chain, which is sequential by nature, is a loop of hash calls."""
+    count = len(columns["installation_id"])
+    if count == 0:
+        return SealedColumns([], [], [])
+    # The shared fields pass the same checks a record's do (the first record stands for all).
+    probe = {name: None for name in PER_ROW} | dict(shared) | {"seq": first_seq}
+    values, _ = _prepare(probe, _hex64(prev_hash, "prev_hash", None))
+    if (first_seq == 1) != (prev_hash == GENESIS):
+        raise ValueError(f"record {first_seq}: record 1 must follow GENESIS, and only record 1 may")
+    ins = ",".join(_quote(name) + ":" + _quote(digest) for name, digest in values["inputs"].items())
+    text = {name: json_text.strings(columns[name]) for name in PER_ROW}
+    before = pc.binary_join_element_wise(
+        f'{{"actor":{_quote(values["actor"])},"at":"{values["at"]}","batch":',
+        text["batch"],
+        f',"command":{_quote(values["command"])},"from_state":',
+        text["from_state"],
+        ',"idempotency_key":',
+        text["idempotency_key"],
+        f',"inputs":{{{ins}}},"installation_id":',
+        text["installation_id"],
+        ',"prev_hash":"',
+        "",
+    )
+    seqs = pa.array(np.arange(first_seq, first_seq + count, dtype=np.int64)).cast(pa.string())
+    after = pc.binary_join_element_wise(
+        '","reason":', text["reason"], ',"seq":', seqs, ',"to_state":', text["to_state"], "}", ""
+    )
+    mac = None if key is None else _Mac(key)
+    sha256 = hashlib.sha256
+    digest, previous = bytes.fromhex(prev_hash), prev_hash.encode()
+    prev_hashes: list[str] = []
+    hashes: list[str] = []
+    macs: list[str | None] = []
+    heads, tails = _pieces(before), _pieces(after)
+    for head, tail in zip(heads, tails, strict=True):
+        sealed = digest + head + previous + tail
+        digest = sha256(sealed).digest()
+        prev_hashes.append(previous.decode())
+        previous = digest.hex().encode()
+        hashes.append(previous.decode())
+        macs.append(None if mac is None else mac(sealed))
+    return SealedColumns(prev_hashes, hashes, macs)
+
+
+def _pieces(texts: pa.Array) -> list[bytes]:
+    """Each string's UTF-8 bytes, sliced from the array's one data buffer."""
+    texts = texts.cast(pa.large_string())
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[
+        texts.offset : texts.offset + len(texts) + 1
+    ].tolist()
+    data = texts.buffers()[2].to_pybytes()
+    return [data[a:b] for a, b in pairwise(offsets)]

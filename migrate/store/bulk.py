@@ -1,13 +1,17 @@
-"""Bulk writes: every row in one statement's worth of work, never a statement per row.
+"""Bulk writes and reads: every row in one statement's worth of work, never a statement per
+row.
 
-SQLite: executemany of a prepared INSERT ... ON CONFLICT DO NOTHING, in the caller's
-transaction. PostgreSQL: COPY of Arrow-written CSV into a temporary table, then one INSERT ...
-SELECT ... ORDER BY the key ON CONFLICT DO NOTHING (sorted rows insert faster).
+Writes are of rows the caller knows to be new (it holds the lock that serialises writers and
+has looked): SQLite, executemany of a prepared INSERT in the caller's transaction;
+PostgreSQL, COPY of Arrow-written CSV straight into the table. Either way a row that is there
+after all fails the statement, and with it the caller's transaction: all or none. Rows go in
+key order, so B-tree pages fill in turn rather than split at random.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,12 +23,10 @@ from sqlalchemy import Column, Connection
 CHUNK = 50_000
 
 
-def insert_ignoring_present(
-    connection: Connection, table_name: str, rows: pa.Table, key: list[str]
-) -> None:
-    """Insert the table's rows (columns named as in the database), skipping rows whose
-    primary key (`key`) is already there. Rows go in key order: B-tree inserts in order are
-    half the work of random ones. Parameters are bound, never formatted into SQL."""
+def insert_new(connection: Connection, table_name: str, rows: pa.Table, key: list[str]) -> None:
+    """Insert the table's rows (columns named as in the database), none of which the table
+    holds yet, in the order of `key`. Values are bound or copied, never formatted into SQL;
+    the table and column names are the code's own."""
     if rows.num_rows == 0:
         return
     rows = rows.sort_by([(name, "ascending") for name in key])
@@ -34,7 +36,7 @@ def insert_ignoring_present(
         return
     rows = _sqlite_times(rows)
     marks = ", ".join("?" for _ in rows.column_names)
-    statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks})"
     for start in range(0, rows.num_rows, CHUNK):
         part = rows.slice(start, CHUNK)
         columns = [column.to_pylist() for column in part.columns]
@@ -61,19 +63,31 @@ def _copy(connection: Connection, table_name: str, names: str, rows: pa.Table) -
         rows, buffer, write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed")
     )
     raw = connection.connection.driver_connection
-    scratch = f"staging_{table_name}"
-    with raw.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {scratch} "
-            f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
-        cursor.execute(f"TRUNCATE {scratch}")
-        with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(buffer.getbuffer())
-        cursor.execute(
-            f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {scratch} "
-            "ORDER BY 1 ON CONFLICT DO NOTHING"
-        )
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {table_name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy,
+    ):
+        copy.write(buffer.getbuffer())
+
+
+def rows_where_in(
+    connection: Connection, table: str, columns: list[str], column: str, values: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """`SELECT columns FROM table WHERE column IN values` for hundreds of thousands of values:
+    each chunk of values is one bound parameter, a JSON array that the database unpacks in C
+    (json_each on SQLite, json_array_elements_text on PostgreSQL), not one parameter per
+    value for SQLAlchemy to render. `table` and the column names are the code's own."""
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        values_of = "SELECT json_array_elements_text(%s::json)"
+    else:
+        values_of = "SELECT value FROM json_each(?)"
+    statement = f"SELECT {names} FROM {table} WHERE {column} IN ({values_of})"
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), CHUNK):
+        parameter = json.dumps(list(values[start : start + CHUNK]))
+        found.extend(tuple(row) for row in connection.exec_driver_sql(statement, (parameter,)))
+    return found
 
 
 def execute_many(connection: Connection, statement: str, rows: Sequence[Sequence[object]]) -> int:

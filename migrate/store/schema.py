@@ -92,6 +92,8 @@ requests = Table(
         ["batch", "installation_id"], ["installations.batch", "installations.installation_id"]
     ),
     Index("requests_claim", "batch", "state", "planned_date", "idempotency_key"),
+    # Staging finds the live requests of the installations it stages, whatever their key.
+    Index("requests_installation", "installation_id"),
 )
 
 # New requests sent per supplier per day, shared by every worker, so that together they keep

@@ -2,8 +2,10 @@
 
 Idempotent: staging the same plan again inserts nothing and says so. A request key already in
 the store with another payload fingerprint is refused, naming the installations, since the
-same key must always mean the same request. A plan whose input files have changed since it
-was made is refused, as terraform refuses a stale plan.
+same key must always mean the same request. A new key for an installation that still has a
+live request under its old key (its devices or firmware changed) is refused too: both would be
+sent. A plan whose input files have changed since it was made is refused, as terraform refuses
+a stale plan.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from migrate.plan import (
 )
 from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
-from migrate.store.bulk import insert_ignoring_present
+from migrate.store.bulk import insert_new, rows_where_in
 from migrate.store.engine import require_current
 from migrate.store.schema import batches, requests
 from migrate.store.states import RequestState, check_transition
@@ -53,6 +55,49 @@ class FingerprintConflict(TerminalError):
             f"fingerprint: {shown}. The store keeps the first: find out which payload is right "
             "before staging these installations again."
         )
+
+
+class LiveRequestConflict(TerminalError):
+    """An installation to stage already has a request under another key (its devices or
+    firmware changed) that is not WITHDRAWN: staging both would enrol it twice."""
+
+    def __init__(self, conflicts: list[tuple[str, str, str]]) -> None:
+        # (installation, batch, state) of each old request, sorted.
+        self.conflicts = conflicts
+        by_installation: dict[str, list[str]] = {}
+        for installation, batch, state in conflicts:
+            by_installation.setdefault(installation, []).append(f"{batch}, {state}")
+        self.installations = list(by_installation)
+        shown = ", ".join(
+            f"{installation} ({'; '.join(held)})"
+            for installation, held in list(by_installation.items())[:10]
+        ) + (" ..." if len(by_installation) > 10 else "")
+        states = {state for _, _, state in conflicts}
+        advice = [
+            f"{len(by_installation)} installation(s) already have a request that is not "
+            f"WITHDRAWN under another request key (their devices or firmware changed): {shown}. "
+            "Committing both would enrol each twice, so nothing was staged. If the new device "
+            "set is the right one, withdraw the old request (`migrate withdraw --batch BATCH "
+            "--installation ID`, one --installation per installation), then stage again."
+        ]
+        if RequestState.FAILED.value in states:
+            advice.append(
+                "A FAILED request cannot be withdrawn as it is: while no commit of its batch "
+                "runs, put it back with `migrate requeue --batch BATCH --installation ID`, then "
+                "withdraw it."
+            )
+        if states & {RequestState.SUBMITTING.value, RequestState.ACCEPTED.value}:
+            advice.append(
+                "A SUBMITTING or ACCEPTED request is with the DCC and cannot be withdrawn: wait "
+                "for its outcome."
+            )
+        if RequestState.MIGRATED.value in states:
+            advice.append(
+                "A MIGRATED installation is already enrolled and cannot be withdrawn: leave it "
+                "out of the plan (fix the inputs, plan again) and take the device change up with "
+                "the DCC."
+            )
+        super().__init__(" ".join(advice))
 
 
 @dataclass(frozen=True)
@@ -110,13 +155,35 @@ def _input_hashes(plan: dict[str, Any]) -> dict[str, str]:
 
 def _existing(connection: Connection, keys: list[str]) -> dict[str, str]:
     """Keys of these requests already in the store, with their fingerprints."""
-    found: dict[str, str] = {}
-    for start in range(0, len(keys), LOOKUP):
-        query = select(requests.c.idempotency_key, requests.c.fingerprint).where(
-            requests.c.idempotency_key.in_(keys[start : start + LOOKUP])
+    found = rows_where_in(
+        connection, "requests", ["idempotency_key", "fingerprint"], "idempotency_key", keys
+    )
+    return dict(found)
+
+
+def _live_elsewhere(connection: Connection, fresh: pa.Table) -> list[tuple[str, str, str]]:
+    """(installation, batch, state) of every request of the fresh requests' installations
+    held under another key and not WITHDRAWN: a second live request for one installation.
+    By installation id, a chunk per query, through the requests_installation index."""
+    ids = fresh.column("installation_id").to_pylist()
+    fresh_keys = dict(zip(ids, fresh.column("idempotency_key").to_pylist(), strict=True))
+    found: list[tuple[str, str, str]] = []
+    for start in range(0, len(ids), LOOKUP):
+        query = select(
+            requests.c.installation_id,
+            requests.c.idempotency_key,
+            requests.c.batch,
+            requests.c.state,
+        ).where(
+            requests.c.installation_id.in_(ids[start : start + LOOKUP]),
+            requests.c.state != RequestState.WITHDRAWN.value,
         )
-        found.update({key: fingerprint for key, fingerprint in connection.execute(query)})
-    return found
+        found.extend(
+            (row.installation_id, row.batch, row.state)
+            for row in connection.execute(query)
+            if row.idempotency_key != fresh_keys[row.installation_id]
+        )
+    return sorted(found)
 
 
 def _payloads(
@@ -255,6 +322,11 @@ def stage(
                 f"every request of this plan is already staged, in batch(es) "
                 f"{', '.join(elsewhere)}: a second batch {batch!r} would hold nothing",
             )
+        new = pa.array([k not in existing for k in keys], pa.bool_())
+        fresh = request_rows.filter(new)
+        live = _live_elsewhere(connection, fresh)
+        if live:
+            raise LiveRequestConflict(live)
         if known is None:
             connection.execute(
                 insert(batches).values(
@@ -267,34 +339,25 @@ def stage(
                     created_by=actor,
                 )
             )
-        new = pa.array([k not in existing for k in keys], pa.bool_())
-        fresh = request_rows.filter(new)
         fresh_ids = fresh.column("installation_id")
-        insert_ignoring_present(
+        insert_new(
             connection, "installations", installations.filter(new), ["batch", "installation_id"]
         )
         new_devices = devices.filter(
             pc.is_in(devices.column("installation_id"), value_set=fresh_ids)
         )
-        insert_ignoring_present(
-            connection, "devices", new_devices, ["batch", "installation_id", "device_id"]
-        )
-        insert_ignoring_present(connection, "requests", fresh, ["idempotency_key"])
-        head = audit_log.append(
+        insert_new(connection, "devices", new_devices, ["batch", "installation_id", "device_id"])
+        insert_new(connection, "requests", fresh, ["idempotency_key"])
+        head = audit_log.append_columns(
             connection,
-            [
+            pa.table(
                 {
-                    "batch": batch,
-                    "installation_id": installation,
-                    "idempotency_key": request_key,
-                    "from_state": None,
-                    "to_state": RequestState.STAGED.value,
-                    "reason": None,
+                    "batch": fresh.column("batch"),
+                    "installation_id": fresh_ids,
+                    "idempotency_key": fresh.column("idempotency_key"),
+                    "to_state": fresh.column("state"),
                 }
-                for installation, request_key in zip(
-                    fresh_ids.to_pylist(), fresh.column("idempotency_key").to_pylist(), strict=True
-                )
-            ],
+            ),
             actor=actor,
             command="stage",
             inputs=inputs,

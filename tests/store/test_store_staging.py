@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from migrate.errors import ConfigError, InputError
@@ -71,34 +71,69 @@ def test_a_store_must_be_upgraded_before_use_and_says_how(db_url: str) -> None:
     engine.dispose()
 
 
-def test_a_store_staged_at_the_first_version_upgrades_with_its_requests(
-    db_url: str, plan_file: Path
-) -> None:
+def _old_store(db_url: str, revision: str, request: str) -> Engine:
+    """A store at an older schema version holding one request of installation I-1, given
+    as the columns and values of its INSERT (with :at for the time)."""
     engine = make_engine(db_url)
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+        command.upgrade(config, revision)
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with engine.begin() as connection:
         connection.execute(
             text("INSERT INTO batches VALUES ('old', 'moc', :h, 'plan.json', '{}', :at, 'tester')"),
-            {"h": "0" * 64, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+            {"h": "0" * 64, "at": at},
         )
         connection.execute(
             text("INSERT INTO installations (batch, installation_id) VALUES ('old', 'I-1')")
         )
-        connection.execute(
-            text(
-                "INSERT INTO requests (idempotency_key, fingerprint, batch, cohort,"
-                " installation_id, state, attempts, payload, updated_at)"
-                " VALUES ('k1', 'f1', 'old', 'moc', 'I-1', 'STAGED', 0, '{}', :at)"
-            ),
-            {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
-        )
+        connection.execute(text(f"INSERT INTO requests {request}"), {"at": at})
+    return engine
+
+
+def test_a_store_staged_at_the_first_version_upgrades_with_its_requests(
+    db_url: str, plan_file: Path
+) -> None:
+    engine = _old_store(
+        db_url,
+        "0001",
+        "(idempotency_key, fingerprint, batch, cohort, installation_id, state, attempts,"
+        " payload, updated_at) VALUES ('k1', 'f1', 'old', 'moc', 'I-1', 'STAGED', 0, '{}', :at)",
+    )
     assert upgrade(engine) == ("0001", head_revision())
     with engine.connect() as connection:
         row = connection.execute(select(requests).where(requests.c.idempotency_key == "k1")).one()
     assert (row.state, row.sends, row.worker, row.retryable) == ("STAGED", 0, None, None)
+    engine.dispose()
+
+
+def test_a_store_at_0002_gains_the_installation_index_and_keeps_its_requests(db_url: str) -> None:
+    engine = _old_store(
+        db_url,
+        "0002",
+        "(idempotency_key, fingerprint, batch, cohort, installation_id, state, attempts,"
+        " payload, updated_at, sends)"
+        " VALUES ('k1', 'f1', 'old', 'moc', 'I-1', 'FAILED', 1, '{}', :at, 1)",
+    )
+    config = alembic_config()
+
+    def indexes() -> set[str]:
+        return {index["name"] for index in inspect(engine).get_indexes("requests")}
+
+    assert "requests_installation" not in indexes()
+    assert upgrade(engine) == ("0002", "0003") and head_revision() == "0003"
+    require_current(engine)
+    assert {"requests_claim", "requests_installation"} <= indexes()
+    with engine.connect() as connection:
+        row = connection.execute(select(requests).where(requests.c.installation_id == "I-1")).one()
+    assert (row.idempotency_key, row.state, row.sends) == ("k1", "FAILED", 1)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert "requests_installation" not in indexes()
+    with pytest.raises(ConfigError, match="at schema version 0002, this toolkit needs 0003"):
+        require_current(engine)
     engine.dispose()
 
 

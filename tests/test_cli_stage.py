@@ -1,0 +1,65 @@
+"""`migrate stage` through typer's runner: a new device set beside a live request is an
+error (exit 2, one message, no traceback) until the old request is withdrawn."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from migrate.cli import EXIT_USAGE, app
+from migrate.plan import make_plan
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The Secure MOC sample staged as w1, and a plan (later/plan.json) of the same extract
+    re-sent with SEC0000002's gas meter on new firmware."""
+    monkeypatch.chdir(tmp_path)
+    original = (REPO / "examples" / "secure_moc_installations.csv").read_text()
+    shutil.copy(REPO / "examples" / "secure_moc_installations.csv", "secure.csv")
+    make_plan([Path("secure.csv")], "secure_moc_installations", "moc").write(Path("plan.json"))
+    Path("later").mkdir()
+    Path("later/secure.csv").write_text(
+        "".join(
+            line.replace("Cirrus G4,3.1,", "Cirrus G4,3.2,")
+            if line.startswith("SEC0000002,")
+            else line
+            for line in original.splitlines(keepends=True)
+        )
+    )
+    make_plan([Path("later/secure.csv")], "secure_moc_installations", "moc").write(
+        Path("later/plan.json")
+    )
+    monkeypatch.setenv("MIGRATE_DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(app, ["stage", "plan.json", "--batch", "w1"]).exit_code == 0
+    yield tmp_path
+
+
+def test_a_second_live_request_for_an_installation_exits_2_naming_it(staged: Path) -> None:
+    result = runner.invoke(app, ["stage", "later/plan.json", "--batch", "w2", "--actor", "a.b"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.stderr.startswith("error: 1 installation(s) already have a request")
+    assert "SEC0000002 (w1, STAGED)" in result.stderr
+    assert "`migrate withdraw --batch BATCH --installation ID`" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output + result.stderr
+    status = runner.invoke(app, ["status", "--json"])
+    assert json.loads(status.stdout) == [
+        {"batch": "w1", "reason": None, "requests": 306, "state": "STAGED"}
+    ]
+
+    withdrawn = runner.invoke(
+        app, ["withdraw", "--batch", "w1", "--installation", "SEC0000002", "--actor", "a.b"]
+    )
+    assert withdrawn.exit_code == 0, withdrawn.output
+    again = runner.invoke(app, ["stage", "later/plan.json", "--batch", "w2", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["staged"] == 1
