@@ -167,23 +167,18 @@ def _live_elsewhere(connection: Connection, fresh: pa.Table) -> list[tuple[str, 
     By installation id, a chunk per query, through the requests_installation index."""
     ids = fresh.column("installation_id").to_pylist()
     fresh_keys = dict(zip(ids, fresh.column("idempotency_key").to_pylist(), strict=True))
-    found: list[tuple[str, str, str]] = []
-    for start in range(0, len(ids), LOOKUP):
-        query = select(
-            requests.c.installation_id,
-            requests.c.idempotency_key,
-            requests.c.batch,
-            requests.c.state,
-        ).where(
-            requests.c.installation_id.in_(ids[start : start + LOOKUP]),
-            requests.c.state != RequestState.WITHDRAWN.value,
-        )
-        found.extend(
-            (row.installation_id, row.batch, row.state)
-            for row in connection.execute(query)
-            if row.idempotency_key != fresh_keys[row.installation_id]
-        )
-    return sorted(found)
+    found = rows_where_in(
+        connection,
+        "requests",
+        ["installation_id", "idempotency_key", "batch", "state"],
+        "installation_id",
+        ids,
+    )
+    return sorted(
+        (installation, batch, state)
+        for installation, request_key, batch, state in found
+        if state != RequestState.WITHDRAWN.value and request_key != fresh_keys[installation]
+    )
 
 
 def _payloads(
