@@ -280,9 +280,10 @@ def stage(
     batch = batch or f"{cohort}-{plan_sha[:12]}"
     at = dt.datetime.now(dt.UTC)
     entries = read_eligible(plan_path)
-    installations, devices, request_rows = _tables(entries, plan, plan_path, batch, at)
     inputs = {"plan": plan_sha}
     check_transition(None, RequestState.STAGED)
+    keys = entries.column("idempotency_key").to_pylist()
+    ids = pc.struct_field(entries.column("payload").combine_chunks(), "installation_id")
     with engine.begin() as connection:
         audit_log.require_matching_key(connection, key)
         # Taking the audit head first serialises stagers: the second sees the first's rows.
@@ -295,12 +296,12 @@ def stage(
                 plan_path,
                 f"batch {batch!r} already holds another plan ({known.plan_sha256[:12]})",
             )
-        keys = request_rows.column("idempotency_key").to_pylist()
         existing = _existing(connection, keys)
-        fingerprints = request_rows.column("fingerprint").to_pylist()
-        ids = request_rows.column("installation_id").to_pylist()
+        fingerprints = entries.column("fingerprint").to_pylist()
         clashes = sorted(
-            ids[i] for i, k in enumerate(keys) if k in existing and existing[k] != fingerprints[i]
+            ids[i].as_py()
+            for i, k in enumerate(keys)
+            if k in existing and existing[k] != fingerprints[i]
         )
         if clashes:
             raise FingerprintConflict(clashes)
@@ -317,8 +318,9 @@ def stage(
                 f"every request of this plan is already staged, in batch(es) "
                 f"{', '.join(elsewhere)}: a second batch {batch!r} would hold nothing",
             )
-        new = pa.array([k not in existing for k in keys], pa.bool_())
-        fresh = request_rows.filter(new)
+        # Only what is new is built (and its payload checked): re-staging builds nothing.
+        new = entries.filter(pa.array([k not in existing for k in keys], pa.bool_()))
+        installations, devices, fresh = _tables(new, plan, plan_path, batch, at)
         live = _live_elsewhere(connection, fresh)
         if live:
             raise LiveRequestConflict(live)
@@ -334,21 +336,15 @@ def stage(
                     created_by=actor,
                 )
             )
-        fresh_ids = fresh.column("installation_id")
-        insert_new(
-            connection, "installations", installations.filter(new), ["batch", "installation_id"]
-        )
-        new_devices = devices.filter(
-            pc.is_in(devices.column("installation_id"), value_set=fresh_ids)
-        )
-        insert_new(connection, "devices", new_devices, ["batch", "installation_id", "device_id"])
+        insert_new(connection, "installations", installations, ["batch", "installation_id"])
+        insert_new(connection, "devices", devices, ["batch", "installation_id", "device_id"])
         insert_new(connection, "requests", fresh, ["idempotency_key"])
         head = audit_log.append_columns(
             connection,
             pa.table(
                 {
                     "batch": fresh.column("batch"),
-                    "installation_id": fresh_ids,
+                    "installation_id": fresh.column("installation_id"),
                     "idempotency_key": fresh.column("idempotency_key"),
                     "to_state": fresh.column("state"),
                 }
@@ -361,9 +357,9 @@ def stage(
     return StageResult(
         batch=batch,
         cohort=cohort,
-        requests=request_rows.num_rows,
+        requests=entries.num_rows,
         staged=fresh.num_rows,
-        already=request_rows.num_rows - fresh.num_rows,
-        devices=new_devices.num_rows,
+        already=entries.num_rows - fresh.num_rows,
+        devices=devices.num_rows,
         audit_head=head,
     )
