@@ -725,6 +725,8 @@ def reconcile(
 
 
 def _render_reconciliation(result: ReconciliationResult) -> None:
+    from migrate.reconcile.report import failed_checks
+
     head = result.report.head
     table = Table(
         "category", "installations", "", title=f"reconciliation of batch {result.batch}",
@@ -753,9 +755,8 @@ def _render_reconciliation(result: ReconciliationResult) -> None:
         f"{totals['discrepant']:,} discrepant",
         highlight=False,
     )
-    for check in head["checks"]:
-        if not check["holds"]:
-            stdout.print(f"[bold red]check does not hold:[/] {escape(str(check))}")
+    for line in failed_checks(head):
+        stdout.print(f"[bold red]{escape(line)}[/]")
     verdict = "verifies" if result.audit_verified else f"DOES NOT VERIFY: {result.audit_problem}"
     stdout.print(
         f"audit log: head {result.audit_head_hash} ({result.audit_head_seq or 0:,} records), "
@@ -1006,7 +1007,10 @@ def sim_serve(
         float, typer.Option(help="Installations failing MISSING_MASTER_KEYS (permanent).")
     ] = 0.02,
     gt01_rate: Annotated[
-        float, typer.Option(help="Attempts migrating without the gas side (GT01).")
+        float,
+        typer.Option(
+            help="Attempts migrating without the gas side (GT01); only with a gas meter (GSME)."
+        ),
     ] = 0.02,
     max_attempts: Annotated[
         int, typer.Option(help="The attempt whose failure is no longer retryable.")

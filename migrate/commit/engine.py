@@ -122,8 +122,8 @@ class CommitProgress:
 class Tally:
     """What the run did, summed over its workers."""
 
-    sent: int = 0
-    resent: int = 0
+    sent: int = 0  # answered by the DCC (a receipt or a refusal each); never also released
+    resent: int = 0  # of sent: adopted SUBMITTING requests, sent again with their keys
     accepted: int = 0
     duplicates: int = 0
     conflicts: int = 0
@@ -132,7 +132,7 @@ class Tally:
     failed: int = 0
     requeued: int = 0
     unknown: int = 0
-    released: int = 0
+    released: int = 0  # claimed, then back to STAGED without the DCC's answer
     adopted: int = 0
     overtaken: int = 0
 
@@ -285,8 +285,6 @@ class _Worker:
                     refusal = self._refusal(answered)
                     if refusal is None:
                         following = _Flight(held, day, network.submit(self._exchange, held))
-                        self.on_sent(len(held))
-                        self.tally.sent += len(held)
                     else:  # claimed, never sent: back to STAGED
                         self._release(held, day=day, why=refusal)
                 recorded = flight is not None
@@ -428,7 +426,6 @@ class _Worker:
                         [(h.key,) for h in held],
                     )
                     self._record_sends(connection, held)
-                    self.tally.resent += len(held)
                     return held, None
                 self._resend_adopted = False
             day = self.clock().date()
@@ -556,7 +553,10 @@ class _Worker:
         return _Answered(answers, accepted, outcomes)  # type: ignore[arg-type]
 
     def _record(self, flight: _Flight, answered: _Answered | BaseException | None) -> None:
-        """Write what the DCC answered for a chunk, or release it if it could not answer."""
+        """Write what the DCC answered for a chunk, or release it if it could not answer.
+
+        A chunk counts as sent (and resent) only here, once answered: one released unanswered
+        counts as released alone, so the summary never counts a request twice."""
         if isinstance(answered, GatewayUnavailable | Stopping):
             self._release(flight.held, day=flight.day, why=answered)
             if isinstance(answered, GatewayUnavailable):
@@ -567,6 +567,10 @@ class _Worker:
             raise answered
         assert answered is not None
         self._record_receipts(flight.held, answered)
+        self.tally.sent += len(flight.held)
+        if flight.day is None:
+            self.tally.resent += len(flight.held)
+        self.on_sent(len(flight.held))
 
     def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
         """Back to STAGED what was never answered, with its capacity given back."""

@@ -44,6 +44,11 @@ REPORT_VERSION = 1
 HTML_ROWS = 500  # discrepant installations shown per category; the CSV and JSON hold all
 UNKNOWN_SUPPLIER = "(unknown)"
 CSV_NAMES = ("installations", "devices", "categories", "discrepancies", "unreadable")
+# The accounting checks, by the name the report gives each (failed_checks words them).
+CATEGORIES_ADD_UP = "installations = the sum of the categories"
+SIDES_ADD_UP = "installations = batch + excluded at planning + only in the DCC inventory"
+REQUESTS_MATCH = "requests of the batch = its installations in request-state categories"
+AUDIT_VERIFIES = "the audit log verifies against its head"
 
 
 @dataclass(frozen=True)
@@ -207,22 +212,22 @@ def build_report(
     by_state = pc.value_counts(store.requests.column("state")).to_pylist()
     checks = [
         {
-            "check": "installations = the sum of the categories",
+            "check": CATEGORIES_ADD_UP,
             "holds": categorised == total,
             "detail": f"{total} = " + " + ".join(str(by_category[c]) for c in Category),
         },
         {
-            "check": "installations = batch + excluded at planning + only in the DCC inventory",
+            "check": SIDES_ADD_UP,
             "holds": batch + excluded + only == total,
             "detail": f"{total} = {batch} + {excluded} + {only}",
         },
         {
-            "check": "requests of the batch = its installations in request-state categories",
+            "check": REQUESTS_MATCH,
             "holds": store.requests.num_rows == batch,
             "detail": f"{store.requests.num_rows} requests, {batch} installations",
         },
         {
-            "check": "the audit log verifies against its head",
+            "check": AUDIT_VERIFIES,
             "holds": audit.verification.ok,
             "detail": audit.verification.problem or f"{audit.verification.count} records",
         },
@@ -281,6 +286,33 @@ def build_report(
     unreadable = _unreadable(inventory, extract)
     head["unreadable_fields"] = unreadable.column_names
     return ReconciliationReport(head, installations, comparison.devices, unreadable)
+
+
+def failed_checks(head: dict[str, Any]) -> list[str]:
+    """Each check of a report's head that does not hold, as a line in words: what it expected
+    and what it found, from the figures the head states (its detail is an equation, which
+    does not say which side is which)."""
+    totals, audit = head["totals"], head["audit"]
+    total = totals["installations"]
+    batch, excluded = totals["batch"], totals["excluded_at_planning"]
+    only = totals["only_in_dcc_inventory"]
+    categorised = sum(row["installations"] for row in head["categories"])
+    words = {
+        CATEGORIES_ADD_UP: f"expected {total:,} installations, found {categorised:,} in the "
+        "categories",
+        SIDES_ADD_UP: f"expected {total:,} installations, found {batch + excluded + only:,} "
+        f"({batch:,} in the batch + {excluded:,} excluded at planning + {only:,} only in the "
+        "DCC inventory)",
+        REQUESTS_MATCH: f"expected {batch:,} requests (one per installation of the batch), "
+        f"found {head['store']['requests']:,}",
+        AUDIT_VERIFIES: "expected every record to verify, found "
+        f"{audit['problem'] or 'a record that does not'}",
+    }
+    return [
+        f"check does not hold: {check['check']}: {words.get(check['check'], check['detail'])}"
+        for check in head["checks"]
+        if not check["holds"]
+    ]
 
 
 # --- JSON ------------------------------------------------------------------------------------

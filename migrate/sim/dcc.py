@@ -86,7 +86,7 @@ class SimulatorOptions:
     no_wan_rate: float = 0.04  # FAILED NO_WAN_DURING_MIGRATION, retryable
     device_test_rate: float = 0.02  # FAILED DEVICE_TEST_FAILED, retryable
     master_keys_rate: float = 0.02  # FAILED MISSING_MASTER_KEYS, permanent
-    gt01_rate: float = 0.02  # MIGRATED, gas side not (GAS_HAN_ERROR_GT01)
+    gt01_rate: float = 0.02  # MIGRATED, gas side not (GAS_HAN_ERROR_GT01): with a gas meter only
     max_attempts: int = 5  # the attempt that fails this many times is no longer retryable
 
     def __post_init__(self) -> None:
@@ -121,12 +121,15 @@ def _uniform(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def decide_outcome(options: SimulatorOptions, installation_id: str, attempt: int) -> Outcome:
+def decide_outcome(
+    options: SimulatorOptions, installation_id: str, attempt: int, *, gas_meter: bool
+) -> Outcome:
     """The outcome of an installation's n-th attempt.
 
     Missing master keys belong to the installation, so they are drawn once per installation
     and no attempt ever succeeds; the other outcomes are drawn per attempt, so a later attempt
-    after a retryable failure may succeed.
+    after a retryable failure may succeed. The gas HAN error (GT01) needs a gas meter: without
+    one, its share of the draws migrates cleanly, and every other draw is as with one.
     """
     seed = options.seed
     if _uniform(seed, installation_id, "keys") < options.master_keys_rate:
@@ -141,9 +144,23 @@ def decide_outcome(options: SimulatorOptions, installation_id: str, attempt: int
     if draw < options.device_test_rate:
         return Outcome("FAILED", "DEVICE_TEST_FAILED", retryable)
     draw -= options.device_test_rate
-    if draw < options.gt01_rate:
+    if draw < options.gt01_rate and gas_meter:
         return Outcome("MIGRATED", "GAS_HAN_ERROR_GT01", None)
     return Outcome("MIGRATED", None, None)
+
+
+def _devices(payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A payload's devices as objects, whether it lists them as arrays (in its own
+    "device_fields" order, or the default) or as objects."""
+    order = payload.get("device_fields", list(DEVICE_FIELDS))
+    for device in payload.get("devices", []):
+        yield dict(zip(order, device, strict=True)) if isinstance(device, list) else device
+
+
+def _has_gas_meter(devices: Iterable[dict[str, Any]]) -> bool:
+    """Whether an installation has a device that a gas HAN error (GT01) would leave
+    uncommissioned: only then can the DCC report one."""
+    return any(device["device_type"] in GAS_SIDE_TYPES for device in devices)
 
 
 class BadRequest(Exception):
@@ -365,13 +382,9 @@ class _Store:
             self.db.execute("COMMIT")
         return results
 
-    def _decided(
-        self, installation_id: str, attempt: int, accepted_at: float, now: float
-    ) -> Outcome | None:
-        """None while the attempt is still being processed."""
-        if now < accepted_at + self.options.processing_ms / 1000:
-            return None
-        return decide_outcome(self.options, installation_id, attempt)
+    def _due(self, accepted_at: float, now: float) -> bool:
+        """Whether an attempt has been processed, so that its outcome is decided."""
+        return now >= accepted_at + self.options.processing_ms / 1000
 
     def outcomes(self, keys: list[str]) -> list[dict[str, Any]]:
         """Each key's outcome; a newly decided one is stored, so it is reported only once
@@ -385,6 +398,12 @@ class _Store:
                 rows = self._rows(
                     "installation_id, attempt, accepted_at, state, reason, retryable", keys
                 )
+                # Payloads only of the outcomes decided now: once an attempt, not every poll.
+                due = [k for k, row in rows.items() if row[3] is None and self._due(row[2], now)]
+                gas_meter = {
+                    key: _has_gas_meter(_devices(json.loads(payload)))
+                    for key, (payload,) in self._rows("payload", due).items()
+                }
                 for key in keys:
                     row = rows.get(key)
                     if row is None:
@@ -392,10 +411,12 @@ class _Store:
                         continue
                     installation_id, attempt, accepted_at, state, reason, retryable = row
                     if state is None:
-                        outcome = self._decided(installation_id, attempt, accepted_at, now)
-                        if outcome is None:
+                        if not self._due(accepted_at, now):
                             answers.append(_answer(key, "PENDING", None, None))
                             continue
+                        outcome = decide_outcome(
+                            self.options, installation_id, attempt, gas_meter=gas_meter[key]
+                        )
                         state, reason = outcome.state, outcome.reason
                         retryable = None if outcome.retryable is None else int(outcome.retryable)
                         decided.append((state, reason, retryable, key))
@@ -424,19 +445,19 @@ class _Store:
             ).fetchall()
         devices = []
         for installation_id, payload_text, attempt, accepted_at, state, reason in rows:
+            if state not in (None, "MIGRATED"):
+                continue
+            if state is None and not self._due(accepted_at, now):
+                continue  # still being processed
+            listed = list(_devices(json.loads(payload_text)))
             if state is None:
-                decided = self._decided(installation_id, attempt, accepted_at, now)
-                if decided is None:
-                    continue
+                decided = decide_outcome(
+                    self.options, installation_id, attempt, gas_meter=_has_gas_meter(listed)
+                )
                 state, reason = decided.state, decided.reason
             if state != "MIGRATED":
                 continue
-            payload = json.loads(payload_text)
-            order = payload.get("device_fields", list(DEVICE_FIELDS))
-            for device in payload.get("devices", []):
-                values = (
-                    dict(zip(order, device, strict=True)) if isinstance(device, list) else device
-                )
+            for values in listed:
                 gas_failed = (
                     reason == "GAS_HAN_ERROR_GT01" and values["device_type"] in GAS_SIDE_TYPES
                 )

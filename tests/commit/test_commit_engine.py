@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,13 @@ from processes import simulator_thread
 from sqlalchemy import Engine, func, select, update
 
 from migrate.commit.engine import CommitOptions, CommitResult, commit
-from migrate.commit.gateway import HttpGateway, Submission
+from migrate.commit.gateway import (
+    GatewayUnavailable,
+    HttpGateway,
+    Outcome,
+    Receipt,
+    Submission,
+)
 from migrate.commit.lease import WorkerLease
 from migrate.errors import ConfigError
 from migrate.plan import make_plan
@@ -392,3 +398,82 @@ def test_a_keyed_audit_log_is_not_extended_with_another_key(db_url: str, tmp_pat
             actor="t", key=b"x" * 32, gateway_name="x",
         )  # fmt: skip
     engine.dispose()
+
+
+class _GoesAway:
+    """An HTTP gateway whose DCC answers `answered` submissions, then stays unavailable."""
+
+    def __init__(self, url: str, answered: int) -> None:
+        self.inner = HttpGateway(url, read_timeout=5)
+        self.left = answered
+
+    def submit(self, chunk: Sequence[Submission]) -> list[Receipt]:
+        if self.left == 0:
+            raise GatewayUnavailable("injected: the DCC went away")
+        self.left -= 1
+        return self.inner.submit(chunk)
+
+    def outcomes(self, keys: Sequence[str]) -> list[Outcome]:
+        return self.inner.outcomes(keys)
+
+    def inventory(self) -> Iterator[dict[str, Any]]:
+        return self.inner.inventory()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _released_sends(engine: Engine) -> int:
+    """Attempts rows a release closed: sends that never got the DCC's answer."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).where(
+                attempts.c.outcome.in_(["STOPPED", "UNAVAILABLE", "OVER_CAPACITY"])
+            )
+        ).scalar_one()
+
+
+def test_requests_released_when_the_dcc_goes_away_are_not_counted_as_sent(
+    store: Engine, tmp_path: Path
+) -> None:
+    """Sent counts what the DCC answered; a chunk handed over but released unanswered counts
+    only as released, never in both."""
+    with simulator_thread(tmp_path) as url:
+        result = commit(
+            store, BATCH, lambda: _GoesAway(url, answered=2),
+            options=CommitOptions(chunk=5, poll_interval_s=0.02, capacity_per_day=100_000,
+                                  retry_attempts=2, retry_max_wait_s=0.05),
+            actor="tester", key=None, gateway_name=url,
+        )  # fmt: skip
+        with HttpGateway(url) as gateway:
+            held = [
+                o for o in gateway.outcomes([r.idempotency_key for r in rows(store)])
+                if o.state != "UNKNOWN"
+            ]  # fmt: skip
+    assert result.unavailable is not None and not result.finished
+    assert result.tally.sent == result.tally.accepted == len(held) == 10
+    assert result.tally.released == _released_sends(store) > 0
+    with store.connect() as connection:
+        sends = connection.execute(select(func.count()).select_from(attempts)).scalar_one()
+    assert result.tally.sent + result.tally.released == sends
+    assert verified(store)
+
+
+def test_requests_released_by_a_stop_mid_send_are_not_counted_as_sent(
+    store: Engine, tmp_path: Path
+) -> None:
+    """A stop while a chunk's send is being retried (the DCC answering 503, storing nothing)
+    releases it unsent: released, not sent (nor resent, for a dead worker's requests)."""
+    left = _leave_with(store, "gone:1:0:dead", 5, S.SUBMITTING)
+    stop = threading.Event()
+    with simulator_thread(tmp_path, error_rate=1.0) as url:
+        timer = threading.Timer(0.5, stop.set)
+        timer.start()
+        result = run(store, url, chunk=5, stop=stop, retry_attempts=1_000,
+                     retry_max_delay_s=600, retry_max_wait_s=0.05)  # fmt: skip
+        timer.cancel()
+    assert result.stopped and result.unavailable is None and result.tally.adopted == len(left)
+    assert {r.state for r in rows(store)} == {"STAGED"}
+    assert result.tally.sent == result.tally.resent == 0
+    assert result.tally.released == _released_sends(store) > 0
+    assert verified(store)

@@ -11,9 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from reconciliation import NOW, Cohort
+from typer.testing import CliRunner
 
+from migrate.cli import EXIT_DATA_PROBLEMS, app
 from migrate.reconcile.compare import Category
-from migrate.reconcile.report import CSV_NAMES, REPORT_VERSION
+from migrate.reconcile.report import (
+    AUDIT_VERIFIES,
+    CATEGORIES_ADD_UP,
+    CSV_NAMES,
+    REPORT_VERSION,
+    REQUESTS_MATCH,
+    SIDES_ADD_UP,
+    failed_checks,
+)
 
 HOSTILE = (
     "<script>alert(1)</script>",
@@ -158,3 +168,61 @@ def test_a_broken_audit_chain_is_discrepant_and_named(cohort: Cohort) -> None:
     assert document["audit"]["first_bad_seq"] == 5
     assert "record 5: hash does not match its content" in page
     assert NOW.year == 2026
+
+
+def test_a_failed_check_reads_as_expected_and_found_in_words() -> None:
+    head: dict[str, Any] = {
+        "totals": {
+            "installations": 840,
+            "batch": 306,
+            "excluded_at_planning": 94,
+            "only_in_dcc_inventory": 439,
+        },
+        "categories": [
+            {"category": c.value, "installations": 839 if c == Category.EXCLUDED else 0}
+            for c in Category
+        ],
+        "store": {"requests": 305},
+        "audit": {"problem": "record 5: hash does not match its content"},
+        "checks": [
+            {"check": CATEGORIES_ADD_UP, "holds": False, "detail": "840 = 0 + 839"},
+            {"check": SIDES_ADD_UP, "holds": False, "detail": "840 = 306 + 94 + 439"},
+            {"check": REQUESTS_MATCH, "holds": False, "detail": "305 requests, 306 inst"},
+            {"check": AUDIT_VERIFIES, "holds": False, "detail": "record 5: ..."},
+            {"check": "a check that holds", "holds": True, "detail": "1 = 1"},
+        ],
+    }
+    assert failed_checks(head) == [
+        f"check does not hold: {CATEGORIES_ADD_UP}: expected 840 installations, found 839 in "
+        "the categories",
+        f"check does not hold: {SIDES_ADD_UP}: expected 840 installations, found 839 (306 in "
+        "the batch + 94 excluded at planning + 439 only in the DCC inventory)",
+        f"check does not hold: {REQUESTS_MATCH}: expected 306 requests (one per installation "
+        "of the batch), found 305",
+        f"check does not hold: {AUDIT_VERIFIES}: expected every record to verify, found "
+        "record 5: hash does not match its content",
+    ]
+
+
+def test_the_cli_words_a_failed_check_not_as_a_dict(cohort: Cohort, db_url: str) -> None:
+    ids = cohort.ids()
+    cohort.set(ids, "MIGRATED")
+    inventory = cohort.write_inventory(cohort.inventory_lines(ids))
+    with cohort.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        connection.exec_driver_sql("UPDATE audit SET actor = 'mallory' WHERE seq = 5")
+    result = CliRunner().invoke(
+        app,
+        [
+            "reconcile", "--batch", "b1", "--inventory", str(inventory),
+            "--db", db_url, "--mappings-dir", str(cohort.mappings),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_DATA_PROBLEMS, result.output
+    lines = [line for line in result.stdout.splitlines() if "check does not hold" in line]
+    assert lines == [
+        f"check does not hold: {AUDIT_VERIFIES}: expected every record to verify, found "
+        "record 5: hash does not match its content"
+    ]
+    assert "{" not in result.stdout

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from migrate.sim.dcc import SimulatorOptions, decide_outcome, make_server
+from migrate.sim.dcc import Outcome, SimulatorOptions, decide_outcome, make_server
 
 Response = tuple[int, dict[str, str], Any]
 NO_FAILURES = {"no_wan_rate": 0.0, "device_test_rate": 0.0, "master_keys_rate": 0.0}
@@ -122,11 +122,12 @@ def statuses(response: Response) -> list[str]:
 
 
 def find_installation(options: SimulatorOptions, want: Callable[..., bool]) -> str:
-    """An installation id whose seeded outcomes satisfy `want(first, second)`."""
+    """An installation id whose seeded outcomes satisfy `want(first, second)` (without a gas
+    meter, as `req` sends it)."""
     for n in range(10_000):
         installation = f"INST-{n}"
-        first = decide_outcome(options, installation, 1)
-        second = decide_outcome(options, installation, 2)
+        first = decide_outcome(options, installation, 1, gas_meter=False)
+        second = decide_outcome(options, installation, 2, gas_meter=False)
         if want(first, second):
             return installation
     raise AssertionError("no such installation in the first 10,000")
@@ -220,7 +221,7 @@ def test_outcomes_pending_then_decided_and_deterministic(
     assert decided[0] == decided[1]  # the same seed decides the same way
     expected = SimulatorOptions(**options)
     for outcome in decided[0]:
-        want = decide_outcome(expected, f"INST-{outcome['idempotency_key']}", 1)
+        want = decide_outcome(expected, f"INST-{outcome['idempotency_key']}", 1, gas_meter=False)
         assert (outcome["state"], outcome["reason"], outcome["retryable"]) == (
             want.state,
             want.reason,
@@ -234,7 +235,7 @@ def test_outcomes_pending_then_decided_and_deterministic(
 
 def test_default_rates_are_roughly_those_configured() -> None:
     options = SimulatorOptions(seed=3)
-    reasons = [decide_outcome(options, f"I{n}", 1).reason for n in range(5000)]
+    reasons = [decide_outcome(options, f"I{n}", 1, gas_meter=True).reason for n in range(5000)]
     share = {r: reasons.count(r) / len(reasons) for r in set(reasons)}
     assert 0.87 < share[None] < 0.93
     for reason, rate in (
@@ -271,9 +272,9 @@ def test_retryable_failure_can_succeed_on_a_later_attempt(start: Callable[..., R
 def test_missing_master_keys_never_succeeds(start: Callable[..., Running]) -> None:
     options = SimulatorOptions(seed=5, master_keys_rate=0.5)
     installation = find_installation(options, lambda f, _: f.reason == "MISSING_MASTER_KEYS")
-    assert {decide_outcome(options, installation, n).reason for n in range(1, 50)} == {
-        "MISSING_MASTER_KEYS"
-    }
+    assert {
+        decide_outcome(options, installation, n, gas_meter=False).reason for n in range(1, 50)
+    } == {"MISSING_MASTER_KEYS"}
     sim = start(seed=5, master_keys_rate=0.5)
     statuses(sim.submit(req("k", installation)))
     for _ in range(2):
@@ -290,7 +291,7 @@ def test_the_last_allowed_attempt_is_not_retryable() -> None:
     options = SimulatorOptions(
         no_wan_rate=1.0, device_test_rate=0.0, master_keys_rate=0.0, gt01_rate=0.0
     )
-    assert [decide_outcome(options, "I", n).retryable for n in range(1, 6)] == [
+    assert [decide_outcome(options, "I", n, gas_meter=True).retryable for n in range(1, 6)] == [
         True,
         True,
         True,
@@ -318,9 +319,8 @@ def test_gt01_shows_in_inventory(start: Callable[..., Running]) -> None:
     ]
     statuses(sim.submit(req("a", "I-A", devices=arrays), req("b", "I-B", devices=objects)))
     [a, b] = sim.outcomes("a", "b")
-    assert (
-        (a["state"], a["reason"]) == (b["state"], b["reason"]) == ("MIGRATED", "GAS_HAN_ERROR_GT01")
-    )
+    assert (a["state"], a["reason"]) == ("MIGRATED", "GAS_HAN_ERROR_GT01")
+    assert (b["state"], b["reason"]) == ("MIGRATED", None)  # no gas meter: no gas HAN error
     inventory = {d["device_id"]: d for d in sim.inventory()}
     assert {d: (v["installation_id"], v["status"]) for d, v in inventory.items()} == {
         "00-1B-C5-00-00-00-00-01": ("I-A", "Commissioned"),
@@ -481,3 +481,51 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_gt01_is_drawn_only_for_installations_with_a_gas_meter(
+    start: Callable[..., Running],
+) -> None:
+    """However the payload lists its devices, an installation without a GSME never gets the
+    gas HAN error; one with a GSME does, at the configured rate (here every attempt)."""
+    sim = start(gt01_rate=1.0, **NO_FAILURES)
+    gas = {"device_id": "00-1B-C5-00-00-00-00-12", "device_type": "GSME"}
+    electric = {"device_id": "00-1B-C5-00-00-00-00-11", "device_type": "ESME"}
+    reordered = {
+        "cohort": "ioc",
+        "device_fields": ["device_type", "device_id"],
+        "devices": [["ESME", "00-1B-C5-00-00-00-00-21"], ["GSME", "00-1B-C5-00-00-00-00-22"]],
+    }
+    statuses(
+        sim.submit(
+            req("gas-objects", "I-GAS", devices=[electric, gas]),
+            {**req("gas-reordered", "I-REORDERED"), "payload": reordered},
+            req("electric-only", "I-ELECTRIC", devices=[electric]),
+            req("no-devices", "I-NONE"),
+        )
+    )
+    reasons = {o["idempotency_key"]: (o["state"], o["reason"]) for o in sim.outcomes(
+        "gas-objects", "gas-reordered", "electric-only", "no-devices"
+    )}  # fmt: skip
+    assert reasons == {
+        "gas-objects": ("MIGRATED", "GAS_HAN_ERROR_GT01"),
+        "gas-reordered": ("MIGRATED", "GAS_HAN_ERROR_GT01"),
+        "electric-only": ("MIGRATED", None),
+        "no-devices": ("MIGRATED", None),
+    }
+    not_commissioned = {d["device_id"] for d in sim.inventory() if d["status"] != "Commissioned"}
+    assert not_commissioned == {"00-1B-C5-00-00-00-00-12", "00-1B-C5-00-00-00-00-22"}
+
+
+def test_without_a_gas_meter_only_gt01_changes_and_the_seed_still_decides() -> None:
+    """The GT01 share of draws becomes a clean migration without a gas meter; every other
+    outcome is the same draw as with one, so a seed decides as before."""
+    options = SimulatorOptions(seed=3, gt01_rate=0.2)
+    for n in range(2000):
+        for attempt in (1, 2):
+            gas = decide_outcome(options, f"I{n}", attempt, gas_meter=True)
+            none = decide_outcome(options, f"I{n}", attempt, gas_meter=False)
+            if gas.reason == "GAS_HAN_ERROR_GT01":
+                assert none == Outcome("MIGRATED", None, None)
+            else:
+                assert none == gas
