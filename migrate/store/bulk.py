@@ -2,10 +2,12 @@
 row.
 
 Writes are of rows the caller knows to be new (it holds the lock that serialises writers and
-has looked): SQLite, executemany of a prepared INSERT in the caller's transaction;
-PostgreSQL, COPY of Arrow-written CSV straight into the table. Either way a row that is there
-after all fails the statement, and with it the caller's transaction: all or none. Rows go in
-key order, so B-tree pages fill in turn rather than split at random.
+has looked): SQLite, executemany of a prepared INSERT ... ON CONFLICT DO NOTHING in the
+caller's transaction; PostgreSQL, COPY of Arrow-written CSV into a temporary table, then one
+INSERT ... SELECT ... ORDER BY the key ON CONFLICT DO NOTHING. Should a row be there after
+all, fewer rows are inserted than given, and that is refused (RowsAlreadyPresent), which
+fails the caller's transaction: all or none, never a silent skip. Rows go in key order, so
+B-tree pages fill in turn rather than split at random.
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Column, Connection
 
+from migrate.errors import TerminalError
+
 CHUNK = 50_000
+
+
+class RowsAlreadyPresent(TerminalError):
+    """Rows meant to be new were in the store: another writer got there first."""
+
+    def __init__(self, table_name: str, present: int) -> None:
+        super().__init__(
+            f"{present} row(s) of {table_name} were already in the store: another process "
+            "changed it meanwhile. Nothing was written; run the command again."
+        )
 
 
 def insert_new(connection: Connection, table_name: str, rows: pa.Table, key: list[str]) -> None:
@@ -29,18 +43,21 @@ def insert_new(connection: Connection, table_name: str, rows: pa.Table, key: lis
     the table and column names are the code's own."""
     if rows.num_rows == 0:
         return
-    rows = rows.sort_by([(name, "ascending") for name in key])
     names = ", ".join(rows.column_names)
     if connection.dialect.name == "postgresql":
-        _copy(connection, table_name, names, rows)
-        return
-    rows = _sqlite_times(rows)
-    marks = ", ".join("?" for _ in rows.column_names)
-    statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks})"
-    for start in range(0, rows.num_rows, CHUNK):
-        part = rows.slice(start, CHUNK)
-        columns = [column.to_pylist() for column in part.columns]
-        connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+        inserted = _copy(connection, table_name, names, rows, key)
+    else:
+        rows = _sqlite_times(rows.sort_by([(name, "ascending") for name in key]))
+        marks = ", ".join("?" for _ in rows.column_names)
+        statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        inserted = 0
+        for start in range(0, rows.num_rows, CHUNK):
+            part = rows.slice(start, CHUNK)
+            columns = [column.to_pylist() for column in part.columns]
+            result = connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+            inserted += result.rowcount
+    if inserted != rows.num_rows:
+        raise RowsAlreadyPresent(table_name, rows.num_rows - inserted)
 
 
 def _sqlite_times(rows: pa.Table) -> pa.Table:
@@ -57,17 +74,31 @@ def _sqlite_times(rows: pa.Table) -> pa.Table:
     return rows
 
 
-def _copy(connection: Connection, table_name: str, names: str, rows: pa.Table) -> None:
+def _copy(
+    connection: Connection, table_name: str, names: str, rows: pa.Table, key: list[str]
+) -> int:
+    """COPY into a scratch table, then insert from it in the key's order, which is the
+    server's collation order (the order its index wants; Arrow would sort bytewise).
+    Returns the rows inserted."""
     buffer = io.BytesIO()
     pacsv.write_csv(
         rows, buffer, write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed")
     )
     raw = connection.connection.driver_connection
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY {table_name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy,
-    ):
-        copy.write(buffer.getbuffer())
+    scratch = f"staging_{table_name}"
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {scratch} "
+            f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        cursor.execute(f"TRUNCATE {scratch}")
+        with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+        cursor.execute(
+            f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {scratch} "
+            f"ORDER BY {', '.join(key)} ON CONFLICT DO NOTHING"
+        )
+        return int(cursor.rowcount)
 
 
 def rows_where_in(
