@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -79,6 +81,23 @@ def _exactly_once(folder: Path, env: dict[str, str], sim: Simulator) -> None:
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def _audit_head(folder: Path) -> int:
+    with sqlite3.connect(f"file:{folder / 'store.db'}?mode=ro", uri=True) as connection:
+        return int(connection.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
+
+
+def _started(process: subprocess.Popen[str], folder: Path, before: int) -> bool:
+    """Wait until the run has written to the store (adopted or claimed): a kill is only a
+    test of recovery once the run is under way, however long a slow machine takes to start
+    it. False if it ended first."""
+    deadline = time.monotonic() + 60
+    while _audit_head(folder) == before:
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _adopted(env: dict[str, str]) -> int:
     engine = create_engine(env["MIGRATE_DATABASE_URL"])
     with engine.connect() as connection:
@@ -105,9 +124,11 @@ def test_a_commit_killed_at_random_moments_enrols_each_installation_exactly_once
     kills = 0
     try:
         while kills < KILLS:
+            before = _audit_head(folder)
             process = _commit(sim, folder, env)
+            assert _started(process, folder, before), process.communicate()
             try:
-                process.wait(timeout=rng.uniform(0.4, 1.8))
+                process.wait(timeout=rng.uniform(0.0, 0.8))
             except subprocess.TimeoutExpired:
                 if restart_simulator and kills % 3 == 1:
                     sim.kill()  # the DCC goes down under the running commit, then comes back
