@@ -151,7 +151,9 @@ def test_hostile_values_are_neutralised_in_the_csvs(cohort: Cohort) -> None:
     assert HOSTILE[0] in statuses
 
 
-def test_a_broken_audit_chain_is_discrepant_and_named(cohort: Cohort) -> None:
+def _migrated_with_record_5_tampered(cohort: Cohort) -> Path:
+    """Every request MIGRATED and listed by the DCC, then audit record 5 altered; returns
+    the inventory."""
     ids = cohort.ids()
     cohort.set(ids, "MIGRATED")
     inventory = cohort.write_inventory(cohort.inventory_lines(ids))
@@ -160,6 +162,11 @@ def test_a_broken_audit_chain_is_discrepant_and_named(cohort: Cohort) -> None:
             # A superuser can switch the append-only trigger off: the chain still tells.
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
         connection.exec_driver_sql("UPDATE audit SET actor = 'mallory' WHERE seq = 5")
+    return inventory
+
+
+def test_a_broken_audit_chain_is_discrepant_and_named(cohort: Cohort) -> None:
+    inventory = _migrated_with_record_5_tampered(cohort)
     result = cohort.reconcile(inventory)
     assert not result.audit_verified
     assert result.discrepant and result.discrepant_installations == 0
@@ -205,13 +212,7 @@ def test_a_failed_check_reads_as_expected_and_found_in_words() -> None:
 
 
 def test_the_cli_words_a_failed_check_not_as_a_dict(cohort: Cohort, db_url: str) -> None:
-    ids = cohort.ids()
-    cohort.set(ids, "MIGRATED")
-    inventory = cohort.write_inventory(cohort.inventory_lines(ids))
-    with cohort.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        connection.exec_driver_sql("UPDATE audit SET actor = 'mallory' WHERE seq = 5")
+    inventory = _migrated_with_record_5_tampered(cohort)
     result = CliRunner().invoke(
         app,
         [
