@@ -774,20 +774,29 @@ class _Worker:
 
 
 def _load_batch(engine: Engine, name: str, options: CommitOptions, cohorts_dir: object) -> _Batch:
-    """The batch and the limits its cohort sets (capacity, attempts), or a clear refusal."""
+    """The batch and the limits it was planned with (capacity, attempts), or a clear
+    refusal. A batch staged before the store kept its limits goes by the cohort file."""
     from migrate.cohort.loader import load_cohort
 
     with engine.connect() as connection:
         row = connection.execute(
-            select(batches.c.cohort, batches.c.plan_sha256).where(batches.c.name == name)
+            select(
+                batches.c.cohort,
+                batches.c.plan_sha256,
+                batches.c.capacity_per_day,
+                batches.c.max_attempts,
+            ).where(batches.c.name == name)
         ).first()
     if row is None:
         raise ConfigError(None, f"no batch {name!r} in the store: stage a plan first", key="batch")
-    rules = load_cohort(row.cohort, cohorts_dir)  # type: ignore[arg-type]
+    capacity, attempts = row.capacity_per_day, row.max_attempts
+    if capacity is None or attempts is None:
+        rules = load_cohort(row.cohort, cohorts_dir)  # type: ignore[arg-type]
+        capacity, attempts = rules.capacity_per_supplier_per_day, rules.max_attempts
     return _Batch(
         name=name,
-        capacity=options.capacity_per_day or rules.capacity_per_supplier_per_day,
-        max_attempts=options.max_attempts or rules.max_attempts,
+        capacity=options.capacity_per_day or capacity,
+        max_attempts=options.max_attempts or attempts,
         inputs={"batch": name, "plan": row.plan_sha256},
     )
 

@@ -32,6 +32,9 @@ batches = Table(
     Column("inputs", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(200), nullable=False),
+    # The limits of the cohort rules the plan was made with (NULL: staged before 0004).
+    Column("capacity_per_day", Integer),
+    Column("max_attempts", Integer),
 )
 
 installations = Table(

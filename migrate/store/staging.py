@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, insert, select
 
+from migrate.cohort.loader import COHORTS
 from migrate.errors import InputError, TerminalError
 from migrate.plan import (
     PAYLOAD_FIELDS,
@@ -275,6 +276,9 @@ def stage(
     require_current(engine)
     plan = _head(plan_path)
     check_inputs(plan, plan_path)
+    # The cohort file as the plan was made with it (its bytes were just checked): the batch
+    # keeps its limits, so that later edits to the file do not change a planned batch.
+    rules = COHORTS.load_file(Path(plan["cohort"]["path"]))
     plan_sha = file_digest(plan_path)
     cohort = plan["cohort"]["name"]
     batch = batch or f"{cohort}-{plan_sha[:12]}"
@@ -334,6 +338,8 @@ def stage(
                     inputs=json.dumps(_input_hashes(plan), sort_keys=True),
                     created_at=at,
                     created_by=actor,
+                    capacity_per_day=rules.capacity_per_supplier_per_day,
+                    max_attempts=rules.max_attempts,
                 )
             )
         insert_new(connection, "installations", installations, ["batch", "installation_id"])

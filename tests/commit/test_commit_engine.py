@@ -28,7 +28,7 @@ from migrate.sim.extract_generator import generate_long_extract
 from migrate.store import audit_log
 from migrate.store.engine import make_engine, upgrade
 from migrate.store.moves import Move, apply_moves
-from migrate.store.schema import attempts, capacity_use, requests
+from migrate.store.schema import attempts, batches, capacity_use, requests
 from migrate.store.staging import stage
 from migrate.store.states import RequestState
 
@@ -151,6 +151,71 @@ def test_the_cohort_capacity_per_supplier_per_day_is_kept(store: Engine, tmp_pat
     with store.connect() as connection:
         used = connection.execute(select(capacity_use.c.used)).scalars().all()
     assert max(used) == 5
+
+
+def test_a_batch_keeps_the_limits_it_was_planned_with(db_url: str, tmp_path: Path) -> None:
+    """The cohort file edited after staging (capacity 3 → 1,000, attempts 2 → 9) does not
+    change the batch: the go-live run keeps the dry run's limits."""
+    rules = tmp_path / "ioc.yaml"
+    planned = Path("cohorts/ioc.yaml").read_text(encoding="utf-8")
+    planned = planned.replace(
+        "capacity_per_supplier_per_day: 100", "capacity_per_supplier_per_day: 3"
+    )
+    rules.write_text(planned.replace("max_attempts: 5", "max_attempts: 2"), encoding="utf-8")
+    extract = tmp_path / "estate.csv"
+    generate_long_extract(extract, 200, seed=7)
+    plan = tmp_path / "plan.json"
+    make_plan([extract], "landis_ioc_devices", str(rules)).write(plan)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    stage(engine, plan, batch=BATCH, actor="t", key=None)
+    edited = planned.replace(
+        "capacity_per_supplier_per_day: 3", "capacity_per_supplier_per_day: 1000"
+    )
+    rules.write_text(edited.replace("max_attempts: 2", "max_attempts: 9"), encoding="utf-8")
+    with engine.connect() as connection:
+        kept = connection.execute(select(batches.c.capacity_per_day, batches.c.max_attempts)).one()
+    assert tuple(kept) == (3, 2)
+    suppliers = Counter(r.supplier_mpid for r in rows(engine))
+    with simulator_thread(tmp_path) as url:
+        run(
+            engine,
+            url,
+            capacity_per_day=None,
+            clock=lambda: dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        )
+    sent = Counter(r.supplier_mpid for r in rows(engine) if r.state != "STAGED")
+    assert sent == {supplier: min(3, n) for supplier, n in suppliers.items()}
+    engine.dispose()
+
+
+def test_a_batch_staged_before_the_store_kept_limits_goes_by_the_cohort_file(
+    store: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cohorts"
+    folder.mkdir()
+    rules = Path("cohorts/ioc.yaml").read_text(encoding="utf-8")
+    (folder / "ioc.yaml").write_text(
+        rules.replace("capacity_per_supplier_per_day: 100", "capacity_per_supplier_per_day: 2"),
+        encoding="utf-8",
+    )
+    with store.begin() as connection:
+        connection.execute(update(batches).values(capacity_per_day=None, max_attempts=None))
+    suppliers = Counter(r.supplier_mpid for r in rows(store))
+    with simulator_thread(tmp_path) as url:
+        commit(
+            store,
+            BATCH,
+            lambda: HttpGateway(url, read_timeout=5),
+            options=CommitOptions(poll_interval_s=0.02),
+            actor="tester",
+            key=None,
+            gateway_name=url,
+            clock=lambda: dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+            cohorts_dir=folder,
+        )
+    sent = Counter(r.supplier_mpid for r in rows(store) if r.state != "STAGED")
+    assert sent == {supplier: min(2, n) for supplier, n in suppliers.items()}
 
 
 def test_the_dccs_own_capacity_is_waited_for_and_an_oversized_chunk_is_split(

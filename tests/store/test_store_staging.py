@@ -24,7 +24,7 @@ from migrate.store.engine import (
     upgrade,
 )
 from migrate.store.progress import batch_status
-from migrate.store.schema import audit, devices, installations, requests
+from migrate.store.schema import audit, batches, devices, installations, requests
 from migrate.store.staging import FingerprintConflict, StalePlan, stage
 from migrate.store.states import IllegalTransition, RequestState, check_transition
 
@@ -122,7 +122,7 @@ def test_a_store_at_0002_gains_the_installation_index_and_keeps_its_requests(db_
         return {index["name"] for index in inspect(engine).get_indexes("requests")}
 
     assert "requests_installation" not in indexes()
-    assert upgrade(engine) == ("0002", "0003") and head_revision() == "0003"
+    assert upgrade(engine) == ("0002", "0004") and head_revision() == "0004"
     require_current(engine)
     assert {"requests_claim", "requests_installation"} <= indexes()
     with engine.connect() as connection:
@@ -132,9 +132,38 @@ def test_a_store_at_0002_gains_the_installation_index_and_keeps_its_requests(db_
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "requests_installation" not in indexes()
-    with pytest.raises(ConfigError, match="at schema version 0002, this toolkit needs 0003"):
+    with pytest.raises(ConfigError, match="at schema version 0002, this toolkit needs 0004"):
         require_current(engine)
     engine.dispose()
+
+
+def test_a_store_at_0003_keeps_its_batches_without_limits(db_url: str) -> None:
+    """Batches staged before 0004 keep no limits (commit goes by the cohort file for them);
+    a downgrade drops the columns again."""
+    engine = _old_store(
+        db_url,
+        "0003",
+        "(idempotency_key, fingerprint, batch, cohort, installation_id, state, attempts,"
+        " payload, updated_at) VALUES ('k1', 'f1', 'old', 'moc', 'I-1', 'STAGED', 0, '{}', :at)",
+    )
+    assert upgrade(engine) == ("0003", "0004")
+    with engine.connect() as connection:
+        row = connection.execute(select(batches).where(batches.c.name == "old")).one()
+    assert (row.cohort, row.capacity_per_day, row.max_attempts) == ("moc", None, None)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    columns = {column["name"] for column in inspect(engine).get_columns("batches")}
+    assert "capacity_per_day" not in columns and "name" in columns
+    engine.dispose()
+
+
+def test_a_batch_keeps_the_limits_of_its_plans_cohort_rules(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
+    stage(store, plan_file, batch="moc-1", actor="tester", key=None)
+    with store.connect() as connection:
+        row = connection.execute(select(batches).where(batches.c.name == "moc-1")).one()
+    assert (row.capacity_per_day, row.max_attempts) == (100, 5)  # cohorts/moc.yaml
 
 
 def test_staging_a_plan_stages_every_eligible_installation_once(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
