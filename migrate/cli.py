@@ -768,6 +768,9 @@ def _render_reconciliation(result: ReconciliationResult) -> None:
             f"requeued {result.requeued:,} requests to STAGED: `migrate commit` sends them",
             highlight=False,
         )
+    refused = head["requeue"].get("refused")
+    if refused:
+        stdout.print(f"[bold red]requeue refused: {escape(refused)}[/]")
     if result.written:
         stdout.print(f"report in {result.written[0].parent}/", highlight=False)
 

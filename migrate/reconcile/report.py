@@ -128,9 +128,17 @@ def _unreadable(inventory: MappedSide, extract: MappedSide | None) -> pa.Table:
     return pa.concat_tables(parts).combine_chunks()
 
 
+REQUEUE_REFUSED = (
+    "the audit log does not verify: nothing was requeued, since extending it would bury the "
+    "evidence; find out what changed it (`migrate audit verify`) first"
+)
+
+
 def _requeue(result: RequeueResult | None, requested: bool) -> dict[str, Any]:
     if result is None:
-        return {"requested": requested, "requeued": 0}
+        if requested:  # asked for, and refused: run() moves nothing on a log that fails
+            return {"requested": True, "requeued": 0, "refused": REQUEUE_REFUSED}
+        return {"requested": False, "requeued": 0}
     return {
         "requested": requested,
         "requeued": result.requeued,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from migrate.errors import ConfigError
 from migrate.reconcile.compare import Category
+from migrate.reconcile.report import REQUEUE_REFUSED
 from migrate.reconcile.requeue import requeue
 from migrate.store import audit_log
 from migrate.store.schema import requests
@@ -140,3 +141,26 @@ def test_a_requeue_without_the_logs_key_is_refused(cohort: Cohort) -> None:
     with pytest.raises(ConfigError, match="MIGRATE_AUDIT_KEY"):
         cohort.reconcile(cohort.write_inventory([]), requeue=True, key=bytes(32))
     assert {state for state, _, _ in _states(cohort).values()} == {"FAILED"}
+
+
+def test_a_log_that_does_not_verify_is_not_extended_by_a_requeue(cohort: Cohort) -> None:
+    """Requeuing onto a log that fails verification would bury the evidence: nothing moves,
+    no record is added, and the report says why."""
+    ids = cohort.ids()
+    cohort.set(ids, "FAILED", reason="NO_WAN_DURING_MIGRATION", retryable=True)
+    with cohort.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        connection.exec_driver_sql("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+        before = audit_log.head(connection)
+    states = _states(cohort)
+    result = cohort.reconcile(cohort.write_inventory([]), requeue=True)
+    assert not result.audit_verified and result.requeued == 0
+    assert _states(cohort) == states
+    with cohort.engine.connect() as connection:
+        assert audit_log.head(connection) == before
+    assert result.report.head["requeue"] == {
+        "requested": True,
+        "requeued": 0,
+        "refused": REQUEUE_REFUSED,
+    }
