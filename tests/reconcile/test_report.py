@@ -21,6 +21,7 @@ from migrate.reconcile.report import (
     CSV_NAMES,
     REPORT_VERSION,
     REQUESTS_MATCH,
+    REQUEUE_REFUSED,
     SIDES_ADD_UP,
     failed_checks,
 )
@@ -227,3 +228,19 @@ def test_the_cli_words_a_failed_check_not_as_a_dict(cohort: Cohort, db_url: str)
         "record 5: hash does not match its content"
     ]
     assert "{" not in result.stdout
+    assert "requeue refused" not in result.stdout  # none was asked for
+
+
+def test_the_cli_says_a_requeue_onto_a_log_that_does_not_verify_moved_nothing(
+    cohort: Cohort, db_url: str
+) -> None:
+    inventory = _migrated_with_record_5_tampered(cohort)
+    result = CliRunner().invoke(
+        app,
+        [
+            "reconcile", "--batch", "b1", "--inventory", str(inventory),
+            "--db", db_url, "--mappings-dir", str(cohort.mappings), "--requeue",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_DATA_PROBLEMS, result.output
+    assert " ".join(result.stdout.split()).count(f"requeue refused: {REQUEUE_REFUSED}") == 1
