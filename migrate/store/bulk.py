@@ -108,12 +108,7 @@ def rows_where_in(
     each chunk of values is one bound parameter, a JSON array that the database unpacks in C
     (json_each on SQLite, json_array_elements_text on PostgreSQL), not one parameter per
     value for SQLAlchemy to render. `table` and the column names are the code's own."""
-    names = ", ".join(columns)
-    if connection.dialect.name == "postgresql":
-        values_of = "SELECT json_array_elements_text(%s::json)"
-    else:
-        values_of = "SELECT value FROM json_each(?)"
-    statement = f"SELECT {names} FROM {table} WHERE {column} IN ({values_of})"
+    statement = where_in_statement(connection, table, columns, column)
     found: list[tuple[Any, ...]] = []
     # The driver's own cursor, in the caller's transaction: SQLAlchemy's rows cost more to
     # make than the database takes to find them.
@@ -125,6 +120,15 @@ def rows_where_in(
     finally:
         cursor.close()
     return found
+
+
+def where_in_statement(connection: Connection, table: str, columns: list[str], column: str) -> str:
+    """The statement `rows_where_in` runs, its one parameter a JSON array of values."""
+    if connection.dialect.name == "postgresql":
+        values_of = "SELECT json_array_elements_text(%s::json)"
+    else:
+        values_of = "SELECT value FROM json_each(?)"
+    return f"SELECT {', '.join(columns)} FROM {table} WHERE {column} IN ({values_of})"
 
 
 def execute_many(connection: Connection, statement: str, rows: Sequence[Sequence[object]]) -> int:

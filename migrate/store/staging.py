@@ -39,6 +39,8 @@ from migrate.store.states import RequestState, check_transition
 
 # Keys looked up per query when checking what the store already holds.
 LOOKUP = 5_000
+# What staging reads of the other requests of the installations it stages, by installation.
+LIVE_COLUMNS = ["installation_id", "idempotency_key", "batch", "state"]
 
 
 class StalePlan(TerminalError):
@@ -168,13 +170,7 @@ def _live_elsewhere(connection: Connection, fresh: pa.Table) -> list[tuple[str, 
     By installation id, a chunk per query, through the requests_installation index."""
     ids = fresh.column("installation_id").to_pylist()
     fresh_keys = dict(zip(ids, fresh.column("idempotency_key").to_pylist(), strict=True))
-    found = rows_where_in(
-        connection,
-        "requests",
-        ["installation_id", "idempotency_key", "batch", "state"],
-        "installation_id",
-        ids,
-    )
+    found = rows_where_in(connection, "requests", LIVE_COLUMNS, "installation_id", ids)
     return sorted(
         (installation, batch, state)
         for installation, request_key, batch, state in found

@@ -9,15 +9,16 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from migrate.plan import make_plan
 from migrate.store import audit_log
+from migrate.store.bulk import where_in_statement
 from migrate.store.engine import make_engine, upgrade
 from migrate.store.interventions import requeue_failed, withdraw
 from migrate.store.moves import Move, apply_moves
 from migrate.store.schema import audit, batches, devices, installations, requests
-from migrate.store.staging import LOOKUP, LiveRequestConflict, stage
+from migrate.store.staging import LIVE_COLUMNS, LOOKUP, LiveRequestConflict, stage
 from migrate.store.states import RequestState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,21 +223,19 @@ def test_several_old_requests_of_one_installation_are_named_together() -> None:
 
 
 def test_the_lookup_is_by_the_installation_index(store) -> None:  # type: ignore[no-untyped-def]
-    """Bounded on a store of millions: the query staging runs reads requests through
+    """Bounded on a store of millions: the statement staging runs reads requests through
     requests_installation, a chunk of ids at a time, never the whole table."""
-    ids = [f"I-{n}" for n in range(LOOKUP)]
-    query = select(
-        requests.c.installation_id, requests.c.idempotency_key, requests.c.batch, requests.c.state
-    ).where(requests.c.installation_id.in_(ids), requests.c.state != "WITHDRAWN")
+    ids = json.dumps([f"I-{n}" for n in range(LOOKUP)])
     with store.begin() as connection:
-        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+        statement = where_in_statement(connection, "requests", LIVE_COLUMNS, "installation_id")
+        cursor = connection.connection.driver_connection.cursor()
         if store.dialect.name == "postgresql":
             # The sample is too small for the planner to prefer an index on its own.
-            connection.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = connection.exec_driver_sql(f"EXPLAIN {compiled}").scalars().all()
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {statement}", (ids,))
+            plan = [row[0] for row in cursor.fetchall()]
         else:
-            plan = [
-                row[-1]
-                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
-            ]
+            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", (ids,))
+            plan = [row[-1] for row in cursor.fetchall()]
+        cursor.close()
     assert any("requests_installation" in line for line in plan), plan
