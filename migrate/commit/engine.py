@@ -540,7 +540,9 @@ class _Worker:
         ]
         answers = self._submit(chunk)
         accepted = [
-            _Waiting(h.key, h.installation_id, h.attempts + 1, h.sends + 1)
+            _Waiting(
+                h.key, h.installation_id, max(h.attempts + 1, answer.attempt or 0), h.sends + 1
+            )
             for h, answer in zip(held, answers, strict=True)
             if isinstance(answer, Receipt) and answer.status != "CONFLICT"
         ]
@@ -635,7 +637,15 @@ class _Worker:
                 finished.append((h.key, h.sends + 1, "CONFLICT", "held with another fingerprint"))
                 self.tally.conflicts += 1
             else:
-                moves.append(Move(*base, S.ACCEPTED, attempted=True, worker=self.worker))
+                moves.append(
+                    Move(
+                        *base,
+                        S.ACCEPTED,
+                        attempted=True,
+                        dcc_attempt=answer.attempt,
+                        worker=self.worker,
+                    )
+                )
                 finished.append((h.key, h.sends + 1, answer.status, f"worker={self.worker}"))
                 if answer.status == "DUPLICATE":
                     self.tally.duplicates += 1

@@ -54,10 +54,14 @@ class Submission:
 
 @dataclass(frozen=True)
 class Receipt:
-    """The DCC's answer to one submission: ACCEPTED, DUPLICATE or CONFLICT."""
+    """The DCC's answer to one submission: ACCEPTED, DUPLICATE or CONFLICT, and the number
+    the DCC gives the attempt it holds (None if it does not say): a store that lags behind it
+    (attempts the DCC decided while no run recorded them) catches up, so the cohort's attempt
+    limit counts every attempt the DCC made."""
 
     idempotency_key: str
     status: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,15 +179,17 @@ def parse_receipts(chunk: Sequence[Submission], document: object, what: str) -> 
         )
     receipts = []
     for sent, result in zip(chunk, results, strict=True):
+        attempt = result.get("attempt") if isinstance(result, dict) else None
         if (
             not isinstance(result, dict)
             or result.get("idempotency_key") != sent.idempotency_key
             or result.get("status") not in RECEIPT_STATUSES
+            or not (attempt is None or (type(attempt) is int and attempt >= 1))
         ):
             raise GatewayProtocolError(
                 f"{what}: unexpected result for {sent.idempotency_key!r}: {result!r}"
             )
-        receipts.append(Receipt(sent.idempotency_key, result["status"]))
+        receipts.append(Receipt(sent.idempotency_key, result["status"], attempt))
     return receipts
 
 

@@ -321,7 +321,7 @@ class _Store:
         repeated within the chunk is judged against its first occurrence."""
         now = time.time()
         today = self._day(now)
-        results: list[dict[str, str]] = []
+        results: list[dict[str, Any]] = []
         new_by_supplier: Counter[str] = Counter()
         inserts: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
@@ -329,29 +329,33 @@ class _Store:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 known = self._rows(
-                    "fingerprint, state, retryable", (i["idempotency_key"] for i in items)
+                    "fingerprint, state, retryable, attempt", (i["idempotency_key"] for i in items)
                 )
                 for item in items:
                     key, fingerprint = item["idempotency_key"], item["fingerprint"]
                     row = known.get(key)
+                    attempt = None
                     if row is None:
                         inserts.append(
                             (key, fingerprint, item["installation_id"], item["supplier_mpid"],
                              json.dumps(item["payload"], separators=(",", ":")), now, today)
                         )  # fmt: skip
-                        status = "ACCEPTED"
+                        status, attempt = "ACCEPTED", 1
                     elif row[0] != fingerprint:
                         status = "CONFLICT"
                     elif row[1] == "FAILED" and row[2]:
                         # A reported retryable failure: the resubmission is the next attempt.
                         attempts.append((now, today, key))
-                        status = "ACCEPTED"
+                        status, attempt = "ACCEPTED", row[3] + 1
                     else:
-                        status = "DUPLICATE"
+                        status, attempt = "DUPLICATE", row[3]
                     if status == "ACCEPTED":
-                        known[key] = (fingerprint, None, None)
+                        known[key] = (fingerprint, None, None, attempt)
                         new_by_supplier[item["supplier_mpid"]] += 1
-                    results.append({"idempotency_key": key, "status": status})
+                    result: dict[str, Any] = {"idempotency_key": key, "status": status}
+                    if attempt is not None:
+                        result["attempt"] = attempt
+                    results.append(result)
                 self.db.executemany(
                     "INSERT INTO requests (idempotency_key, fingerprint, installation_id,"
                     " supplier_mpid, payload, attempt, accepted_at, day)"

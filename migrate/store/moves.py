@@ -28,7 +28,9 @@ STATES = {state.value: state for state in RequestState}
 class Move:
     """One request from `source` to `target`.
 
-    `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit;
+    `attempted` counts an attempt the DCC accepted towards the cohort's attempt limit, and
+    `dcc_attempt` (if the DCC said) is its own number for it: the count is raised to it, since
+    attempts the DCC decided while no run recorded them (a run killed meanwhile) count too;
     `sent` counts a send (a worker claiming the request to send it); `worker` is the commit
     worker holding the request afterwards (None: no one); `retryable` says, for a FAILED
     request, whether a later attempt may cure it.
@@ -41,6 +43,7 @@ class Move:
     target: RequestState
     reason: str | None = None
     attempted: bool = False
+    dcc_attempt: int | None = None
     sent: bool = False
     worker: str | None = None
     retryable: bool | None = None
@@ -82,15 +85,18 @@ def apply_moves(
         value: driver_value(connection, requests.c.retryable, value) for value in (True, False)
     }
     chains = _chains(moves)
+    larger = "GREATEST" if connection.dialect.name == "postgresql" else "max"
     changed = execute_many(
         connection,
-        "UPDATE requests SET state = ?, reason = ?, attempts = attempts + ?, sends = sends + ?,"
-        " worker = ?, retryable = ?, updated_at = ? WHERE idempotency_key = ? AND state = ?",
+        f"UPDATE requests SET state = ?, reason = ?, attempts = {larger}(attempts + ?, ?),"
+        " sends = sends + ?, worker = ?, retryable = ?, updated_at = ?"
+        " WHERE idempotency_key = ? AND state = ?",
         [
             (
                 last.target.value,
                 last.reason,
                 sum(1 for m in chain if m.attempted),
+                max((m.dcc_attempt or 0) for m in chain),
                 sum(1 for m in chain if m.sent),
                 last.worker,
                 None if last.retryable is None else flags[last.retryable],

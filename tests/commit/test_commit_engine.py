@@ -127,6 +127,41 @@ def test_retryable_failures_are_sent_again_until_the_attempt_limit(
     assert details == {"NO_WAN_DURING_MIGRATION"}
 
 
+def test_attempts_the_dcc_decided_while_no_run_recorded_them_still_count(
+    store: Engine, tmp_path: Path
+) -> None:
+    """A run killed after the DCC reported a retryable failure, before the store wrote it:
+    the store still holds the request as unsent. The resend is the DCC's second attempt,
+    and the store counts it so (from the receipt's attempt number), so the limit of 3 is
+    3 attempts at the DCC, not 4."""
+    with store.connect() as connection:
+        row = connection.execute(select(requests).limit(1)).one()
+    with store.begin() as connection:
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key != row.idempotency_key)
+            .values(state="WITHDRAWN")
+        )
+    with simulator_thread(tmp_path, no_wan_rate=1.0, processing_ms=0) as url:
+        gateway = HttpGateway(url, read_timeout=5)
+        sent = Submission(
+            row.idempotency_key,
+            row.fingerprint,
+            row.installation_id,
+            row.supplier_mpid,
+            row.payload,
+        )
+        assert gateway.submit([sent]) == [Receipt(row.idempotency_key, "ACCEPTED", 1)]
+        assert gateway.outcomes([row.idempotency_key])[0].retryable  # reported, then lost
+        result = run(store, url, max_attempts=3)
+        # One more send, after the third attempt's reported failure, is the DCC's next.
+        probe = gateway.submit([sent])[0].attempt
+    (after,) = [r for r in rows(store) if r.idempotency_key == row.idempotency_key]
+    assert result.finished
+    assert (after.state, after.reason, after.attempts) == ("FAILED", "MAX_ATTEMPTS_EXCEEDED", 3)
+    assert probe == 4  # so the DCC had made 3 attempts, as the store counts
+
+
 def test_held_failures_stay_failed_and_retryable(store: Engine, tmp_path: Path) -> None:
     with simulator_thread(tmp_path, device_test_rate=1.0) as url:
         run(store, url, requeue_failures=False)

@@ -136,8 +136,8 @@ def test_submit_gives_accepted_duplicate_and_conflict(exchange_dir: Path) -> Non
     with simulator(exchange_dir), gateway(exchange_dir) as gw:
         first = gw.submit([submission(1), submission(2)])
         again = gw.submit([submission(1), submission(2, fingerprint="fp-other")])
-    assert first == [Receipt("key-1", "ACCEPTED"), Receipt("key-2", "ACCEPTED")]
-    assert again == [Receipt("key-1", "DUPLICATE"), Receipt("key-2", "CONFLICT")]
+    assert first == [Receipt("key-1", "ACCEPTED", 1), Receipt("key-2", "ACCEPTED", 1)]
+    assert again == [Receipt("key-1", "DUPLICATE", 1), Receipt("key-2", "CONFLICT")]
     # Every call removed its own files; the simulator kept nothing in hand.
     for folder in (OUTBOX, INBOX, PROCESSING):
         assert files(exchange_dir / folder) == [], folder
@@ -211,7 +211,7 @@ def test_inventory_fault_is_transient(exchange_dir: Path) -> None:
 
 def test_429_over_capacity_carries_retry_after(exchange_dir: Path) -> None:
     with simulator(exchange_dir, capacity=1, day_seconds=3600.0), gateway(exchange_dir) as gw:
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
         with pytest.raises(GatewayUnavailable) as caught:
             gw.submit([submission(2)])
         assert gw.outcomes(["key-2"]) == [Outcome("key-2", "UNKNOWN", None, None)]
@@ -230,7 +230,7 @@ def test_503_is_retried_until_it_succeeds(exchange_dir: Path) -> None:
 
     # Seed 6 draws the fault sequence error, error, none for error_rate=0.5.
     with simulator(exchange_dir, error_rate=0.5, seed=6), gateway(exchange_dir) as gw:
-        assert retrying(submit, sleep=slept.append) == [Receipt("key-1", "ACCEPTED")]
+        assert retrying(submit, sleep=slept.append) == [Receipt("key-1", "ACCEPTED", 1)]
     assert len(calls) == 3 and len(slept) == 2
 
 
@@ -240,7 +240,7 @@ def test_503_stores_nothing(exchange_dir: Path) -> None:
             gw.submit([submission(1)])
         assert caught.value.status == 503
     with simulator(exchange_dir), gateway(exchange_dir) as gw:
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
 
 
 def test_an_unanswered_request_is_withdrawn(exchange_dir: Path) -> None:
@@ -270,7 +270,7 @@ def test_a_request_taken_but_never_answered_is_transient(exchange_dir: Path, fau
     for folder in (OUTBOX, INBOX, PROCESSING):
         assert files(exchange_dir / folder) == [], folder
     with simulator(exchange_dir), gateway(exchange_dir) as gw:  # nothing was stored
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
 
 
 def test_lost_response_then_resend_is_duplicate(exchange_dir: Path) -> None:
@@ -282,7 +282,7 @@ def test_lost_response_then_resend_is_duplicate(exchange_dir: Path) -> None:
     ):
         gw.submit([submission(1)])
     with simulator(exchange_dir), gateway(exchange_dir) as gw:
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE", 1)]
         assert gw.outcomes(["key-1"]) == [Outcome("key-1", "MIGRATED", None, None)]
 
 
@@ -293,7 +293,7 @@ def test_retrying_a_lost_response_comes_back_duplicate(exchange_dir: Path) -> No
         gateway(exchange_dir, timeout_s=0.3) as gw,
     ):
         receipts = retrying(lambda: gw.submit([submission(1)]), sleep=lambda _: None)
-    assert receipts == [Receipt("key-1", "DUPLICATE")]
+    assert receipts == [Receipt("key-1", "DUPLICATE", 1)]
 
 
 def test_400_is_terminal_and_names_the_field(exchange_dir: Path) -> None:
@@ -332,9 +332,9 @@ def test_a_restart_mid_request_loses_nothing(exchange_dir: Path) -> None:
     thread.start()
     try:
         with gateway(exchange_dir) as gw:
-            assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+            assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
             thread.join()
-            assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE")]
+            assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE", 1)]
             assert gw.outcomes(["key-1"]) == [Outcome("key-1", "MIGRATED", None, None)]
     finally:
         thread.join()
@@ -392,6 +392,20 @@ def test_a_half_written_answer_is_never_read(exchange_dir: Path) -> None:
         (
             {"status": 200, "body": {"results": [{"idempotency_key": "key-1", "status": "OK"}]}},
             "unexpected result for 'key-1'",
+        ),
+        *(
+            (
+                {
+                    "status": 200,
+                    "body": {
+                        "results": [
+                            {"idempotency_key": "key-1", "status": "ACCEPTED", "attempt": attempt}
+                        ]
+                    },
+                },
+                "unexpected result for 'key-1'",
+            )
+            for attempt in (0, -1, "2", 1.0, True)
         ),
     ],
 )

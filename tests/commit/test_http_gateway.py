@@ -92,8 +92,8 @@ def test_submit_gives_accepted_duplicate_and_conflict(tmp_path: Path) -> None:
     with simulator(tmp_path) as url, gateway(url) as gw:
         first = gw.submit([submission(1), submission(2)])
         again = gw.submit([submission(1), submission(2, fingerprint="fp-other")])
-    assert first == [Receipt("key-1", "ACCEPTED"), Receipt("key-2", "ACCEPTED")]
-    assert again == [Receipt("key-1", "DUPLICATE"), Receipt("key-2", "CONFLICT")]
+    assert first == [Receipt("key-1", "ACCEPTED", 1), Receipt("key-2", "ACCEPTED", 1)]
+    assert again == [Receipt("key-1", "DUPLICATE", 1), Receipt("key-2", "CONFLICT")]
 
 
 def test_empty_chunk_makes_no_call() -> None:
@@ -151,7 +151,7 @@ def test_429_carries_retry_after_and_retrying_succeeds_next_day(tmp_path: Path) 
 
     with simulator(tmp_path, capacity=1, day_seconds=1) as url, gateway(url) as gw:
         time.sleep(1.02 - time.time() % 1)  # start just after a day turns: no boundary below
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
         with pytest.raises(TransientError) as caught:
             gw.submit([submission(2)])
         assert isinstance(caught.value, GatewayUnavailable)
@@ -159,7 +159,7 @@ def test_429_carries_retry_after_and_retrying_succeeds_next_day(tmp_path: Path) 
         assert caught.value.retry_after == 1.0
         assert "over its capacity" in str(caught.value)
         receipts = retrying(lambda: gw.submit([submission(2)]), sleep=sleep)
-    assert receipts == [Receipt("key-2", "ACCEPTED")]
+    assert receipts == [Receipt("key-2", "ACCEPTED", 1)]
     assert all(seconds >= 1.0 for seconds in slept)  # Retry-After honoured, never less
 
 
@@ -183,7 +183,7 @@ def test_503_is_retried_until_it_succeeds(tmp_path: Path) -> None:
     with simulator(tmp_path, error_rate=0.5, seed=6) as url, gateway(url) as gw:
         call = Counted(lambda: gw.submit([submission(1)]))
         receipts = retrying(call, sleep=slept.append)
-    assert receipts == [Receipt("key-1", "ACCEPTED")]
+    assert receipts == [Receipt("key-1", "ACCEPTED", 1)]
     assert call.calls == 3
     assert [getattr(e, "status", None) for e in call.errors] == [503, 503]
     assert len(slept) == 2 and all(0 < s <= 10 for s in slept)
@@ -195,7 +195,7 @@ def test_503_stores_nothing_so_a_later_send_is_accepted(tmp_path: Path) -> None:
             gw.submit([submission(1)])
         assert caught.value.status == 503
     with simulator(tmp_path) as url, gateway(url) as gw:
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "ACCEPTED", 1)]
 
 
 def test_read_timeout_is_transient(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_lost_response_then_resend_is_duplicate(tmp_path: Path) -> None:
     ):
         gw.submit([submission(1)])
     with simulator(tmp_path) as url, gateway(url) as gw:
-        assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE")]
+        assert gw.submit([submission(1)]) == [Receipt("key-1", "DUPLICATE", 1)]
         assert gw.outcomes(["key-1"]) == [Outcome("key-1", "MIGRATED", None, None)]
 
 
@@ -259,7 +259,7 @@ def test_retrying_a_lost_response_comes_back_duplicate(tmp_path: Path) -> None:
         call = Counted(lambda: gw.submit([submission(1)]))
         receipts = retrying(call, sleep=slept.append)
     assert call.calls == 2
-    assert receipts == [Receipt("key-1", "DUPLICATE")]
+    assert receipts == [Receipt("key-1", "DUPLICATE", 1)]
 
 
 def test_400_is_terminal_and_not_retried(tmp_path: Path) -> None:

@@ -115,8 +115,8 @@ def test_each_request_is_answered_under_its_own_name(start: Start, exchange_dir:
         "status": 200,
         "body": {
             "results": [
-                {"idempotency_key": "k1", "status": "ACCEPTED"},
-                {"idempotency_key": "k2", "status": "ACCEPTED"},
+                {"idempotency_key": "k1", "status": "ACCEPTED", "attempt": 1},
+                {"idempotency_key": "k2", "status": "ACCEPTED", "attempt": 1},
             ]
         },
     }
@@ -355,7 +355,7 @@ def test_serve_answers_http_and_the_exchange_from_one_store(tmp_path: Path) -> N
                 time.sleep(0.05)
         submission = Submission("key-1", "fp", "IOC-1", "SUPA", {"devices": []})
         with FileDropGateway(exchange, timeout_s=5, poll_interval_s=POLL) as gw:
-            assert gw.submit([submission]) == [Receipt("key-1", "ACCEPTED")]
+            assert gw.submit([submission]) == [Receipt("key-1", "ACCEPTED", 1)]
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/requests",
             data=json.dumps({"requests": [req("key-1", fingerprint="fp")]}).encode(),
@@ -364,7 +364,7 @@ def test_serve_answers_http_and_the_exchange_from_one_store(tmp_path: Path) -> N
         request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=5) as response:
             results = json.loads(response.read())["results"]
-        assert results == [{"idempotency_key": "key-1", "status": "DUPLICATE"}]
+        assert results == [{"idempotency_key": "key-1", "status": "DUPLICATE", "attempt": 1}]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:
