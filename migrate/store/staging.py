@@ -34,11 +34,9 @@ from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
 from migrate.store.bulk import insert_new, rows_where_in
 from migrate.store.engine import require_current
-from migrate.store.schema import batches, requests
+from migrate.store.schema import batches
 from migrate.store.states import RequestState, check_transition
 
-# Keys looked up per query when checking what the store already holds.
-LOOKUP = 5_000
 # What staging reads of the other requests of the installations it stages, by installation.
 LIVE_COLUMNS = ["installation_id", "idempotency_key", "batch", "state"]
 
@@ -156,12 +154,12 @@ def _input_hashes(plan: dict[str, Any]) -> dict[str, str]:
     return {r["path"]: r["sha256"] for r in [plan["cohort"], plan["mapping"], *plan["extracts"]]}
 
 
-def _existing(connection: Connection, keys: list[str]) -> dict[str, str]:
-    """Keys of these requests already in the store, with their fingerprints."""
+def _existing(connection: Connection, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Keys of these requests already in the store, with their fingerprints and batches."""
     found = rows_where_in(
-        connection, "requests", ["idempotency_key", "fingerprint"], "idempotency_key", keys
+        connection, "requests", ["idempotency_key", "fingerprint", "batch"], "idempotency_key", keys
     )
-    return dict(found)
+    return {key: (fingerprint, held_in) for key, fingerprint, held_in in found}
 
 
 def _live_elsewhere(connection: Connection, fresh: pa.Table) -> list[tuple[str, str, str]]:
@@ -301,18 +299,12 @@ def stage(
         clashes = sorted(
             ids[i].as_py()
             for i, k in enumerate(keys)
-            if k in existing and existing[k] != fingerprints[i]
+            if k in existing and existing[k][0] != fingerprints[i]
         )
         if clashes:
             raise FingerprintConflict(clashes)
         if known is None and existing and len(existing) == len(keys):
-            elsewhere = sorted(
-                connection.execute(
-                    select(requests.c.batch)
-                    .where(requests.c.idempotency_key.in_(keys[:LOOKUP]))
-                    .distinct()
-                ).scalars()
-            )
+            elsewhere = sorted({held_in for _, held_in in existing.values()})
             raise InputError(
                 plan_path,
                 f"every request of this plan is already staged, in batch(es) "

@@ -13,12 +13,12 @@ from sqlalchemy import Engine, func, select
 
 from migrate.plan import make_plan
 from migrate.store import audit_log
-from migrate.store.bulk import where_in_statement
+from migrate.store.bulk import CHUNK, where_in_statement
 from migrate.store.engine import make_engine, upgrade
 from migrate.store.interventions import requeue_failed, withdraw
 from migrate.store.moves import Move, apply_moves
 from migrate.store.schema import audit, batches, devices, installations, requests
-from migrate.store.staging import LIVE_COLUMNS, LOOKUP, LiveRequestConflict, stage
+from migrate.store.staging import LIVE_COLUMNS, LiveRequestConflict, stage
 from migrate.store.states import RequestState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_several_old_requests_of_one_installation_are_named_together() -> None:
 def test_the_lookup_is_by_the_installation_index(store) -> None:  # type: ignore[no-untyped-def]
     """Bounded on a store of millions: the statement staging runs reads requests through
     requests_installation, a chunk of ids at a time, never the whole table."""
-    ids = json.dumps([f"I-{n}" for n in range(LOOKUP)])
+    ids = json.dumps([f"I-{n}" for n in range(CHUNK)])
     with store.begin() as connection:
         statement = where_in_statement(connection, "requests", LIVE_COLUMNS, "installation_id")
         cursor = connection.connection.driver_connection.cursor()
