@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from migrate.errors import InputError
 from migrate.extract.base import ReadAccount, UnreadableRow, match_header
+from migrate.extract.cp1252 import UNDEFINED, UndefinedByte, Utf8Stream
 
 DELIMITERS = (",", ";", "\t", "|")
 HEADER_SEARCH_ROWS = 50
@@ -50,9 +51,16 @@ def _contains(path: Path, needle: bytes) -> bool:
 
 
 def _count_line_starts(data: mmap.mmap, start: int, end: int) -> int:
-    """Lines begun between two offsets: LF, CRLF and a lone CR each end a line."""
-    chunk = data[start:end]
-    return chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+    """Lines begun between two offsets: LF, CRLF and a lone CR each end a line. Counted by
+    numpy in place: bytes.count goes a byte at a time, a fifth of a second per file."""
+    view = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    breaks = int(np.count_nonzero(view == 10))
+    returns = np.flatnonzero(view == 13)
+    if len(returns):
+        followed = returns[returns + 1 < len(view)]
+        breaks += len(returns) - int(np.count_nonzero(view[followed + 1] == 10))
+    del view  # the map cannot close while a view of it is alive
+    return breaks
 
 
 def detect_encoding(path: Path) -> str:
@@ -104,8 +112,7 @@ def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
     return None
 
 
-# The five bytes Windows-1252 leaves undefined: any other byte decodes.
-CP1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+CP1252_UNDEFINED = tuple(bytes([byte]) for byte in sorted(UNDEFINED))
 
 
 def _undefined_in_cp1252(path: Path) -> tuple[int, int] | None:
@@ -244,7 +251,21 @@ class DelimitedReader:
         return fields[0] if fields else ""
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        reader = self._open()
+        # Windows-1252 goes to the parser as UTF-8 by our own transcoding, which is faster
+        # than Arrow's and leaves the interpreter's lock to the threads that normalise.
+        stream = Utf8Stream(self.path.open("rb")) if self._is_cp1252() else None
+        try:
+            yield from self._parsed(stream)
+        finally:
+            if stream is not None:
+                stream.close()
+        self._locate_unreadable()
+
+    def _is_cp1252(self) -> bool:
+        return codecs.lookup(self.encoding).name == "cp1252"
+
+    def _parsed(self, stream: Utf8Stream | None) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        reader = self._open(stream)
         if reader is None:
             return
         first = self.columns[0]
@@ -253,7 +274,8 @@ class DelimitedReader:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except pa.ArrowException as error:
+            # UndefinedByte: the file has changed since it was checked.
+            except (pa.ArrowException, UndefinedByte) as error:
                 raise InputError(
                     self.path, f"cannot be read as {self.encoding}: {error}"
                 ) from error
@@ -267,14 +289,13 @@ class DelimitedReader:
                 ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
             if batch.num_rows:
                 yield batch, ordinals
-        self._locate_unreadable()
 
-    def _open(self) -> pacsv.CSVStreamingReader | None:
+    def _open(self, stream: Utf8Stream | None) -> pacsv.CSVStreamingReader | None:
         try:
             return pacsv.open_csv(
-                self.path,
+                self.path if stream is None else stream,
                 read_options=pacsv.ReadOptions(
-                    encoding=self.encoding,
+                    encoding=self.encoding if stream is None else "utf8",
                     skip_rows=self._header_index + 1,
                     column_names=self.columns,
                     block_size=self._block_bytes,
@@ -293,6 +314,8 @@ class DelimitedReader:
                     quoted_strings_can_be_null=False,
                 ),
             )
+        except UndefinedByte as error:  # the file has changed since it was checked
+            raise InputError(self.path, f"cannot be read as {self.encoding}: {error}") from error
         except pa.ArrowException as error:
             if self._header_is_last_line():
                 return None  # header only, without a line break after it: no data rows
