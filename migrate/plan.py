@@ -167,7 +167,8 @@ def _devices_json(devices: pa.Table, installations: pa.Table) -> pa.Array:
         devices.column("installation_id"), value_set=installations.column("installation_id")
     )
     keep = codes.is_valid()
-    devices = devices.filter(keep)
+    # Only the fields a payload lists: each column more would be filtered and taken too.
+    devices = devices.select(list(DEVICE_FIELDS)).filter(keep)
     codes = codes.filter(keep)
     order = pc.sort_indices(
         pa.table(

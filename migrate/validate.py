@@ -268,7 +268,8 @@ def _flag_devices(
 
     slot_device = pc.is_in(types, value_set=pa.array([s.value for s in COMBINATION_SLOTS]))
     slot_rows = np.flatnonzero(slot_device.to_numpy(zero_copy_only=False))
-    subset = devices.take(pa.array(slot_rows))
+    # Only the columns read below: each column more would be taken too.
+    subset = devices.select(FINDING_SCHEMA.names[:-1]).take(pa.array(slot_rows))
     model_key = _model_key(
         subset.column("device_type"), subset.column("manufacturer"), subset.column("model")
     )
