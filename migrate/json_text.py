@@ -20,6 +20,15 @@ def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+# Bytes an Arrow string array can hold (32-bit offsets); beyond, large_string.
+STRING_LIMIT = 2**31
+
+
+def _joined_size(fragments: pa.Array) -> int:
+    """Bytes of the fragments joined, each followed by a comma and a line break."""
+    return int(pc.sum(pc.binary_length(fragments)).as_py() or 0) + 2 * len(fragments)
+
+
 # Bytes that a JSON string literal cannot hold as they are: quote, backslash, controls.
 _NEEDS_ESCAPE = np.zeros(256, dtype=bool)
 _NEEDS_ESCAPE[:0x20] = True
@@ -104,7 +113,10 @@ def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
 def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes | pa.Buffer]:
     """A JSON document as byte chunks: the head's keys (Python values), then named arrays of
     fragments, one fragment per line so that two documents diff line by line. The arrays
-    are joined by Arrow, not by Python strings."""
+    are joined by Arrow, not by Python strings.
+
+    `arrays` is emptied as it goes: each array is let go once joined, so that a plan of
+    hundreds of MB is never held twice over."""
     chunks: list[bytes | pa.Buffer] = [b"{\n"]
     for key, value in head.items():
         line = f"{json.dumps(key)}: {json.dumps(value, sort_keys=True, ensure_ascii=False)},\n"
@@ -112,15 +124,20 @@ def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes
     names = list(arrays)
     for index, name in enumerate(names):
         closing = b"]\n" if index == len(names) - 1 else b"],\n"
-        fragments = _as_array(arrays[name]).cast(pa.large_string())
+        fragments = _as_array(arrays.pop(name))
         if len(fragments) == 0:
             chunks.append(f"{json.dumps(name)}: [".encode() + closing)
             continue
         chunks.append(f"{json.dumps(name)}: [\n".encode())
+        # 32-bit offsets while the joined text fits them: a cast to 64-bit would copy it all.
+        kind = pa.string() if _joined_size(fragments) < STRING_LIMIT else pa.large_string()
         separated = pc.binary_join_element_wise(
-            fragments, pa.scalar(",\n", pa.large_string()), pa.scalar("", pa.large_string())
+            fragments.cast(kind), pa.scalar(",\n", kind), pa.scalar("", kind)
         )
-        offsets = np.frombuffer(separated.buffers()[1], dtype=np.int64)
+        del fragments
+        offsets = np.frombuffer(
+            separated.buffers()[1], dtype=np.int32 if kind == pa.string() else np.int64
+        )
         start = int(offsets[separated.offset])
         stop = int(offsets[separated.offset + len(separated)]) - 2  # no comma after the last
         chunks.append(separated.buffers()[2].slice(start, stop - start))

@@ -225,18 +225,23 @@ def _eligible_json(
     )
     day, timetable = schedule(eligible.column("supplier_mpid"), rules, start)
     device_lists = _devices_json(devices, eligible)
+    # The key names the request: cohort, installation and its exact device and firmware set.
+    # Each text is let go once hashed or copied into the next (hundreds of MB at 400,000
+    # installations): the plan's peak memory is here.
+    keys = sha256_each(
+        pc.binary_join_element_wise(
+            pa.repeat(pa.scalar(rules.name), eligible.num_rows),
+            eligible.column("installation_id").combine_chunks(),
+            device_lists,
+            "\n",
+        )
+    )
     payload = payload_json(
         rules.name,
         {name: eligible.column(name) for name in (*PAYLOAD_FIELDS, "combination")},
         device_lists,
     )
-    # The key names the request: cohort, installation and its exact device and firmware set.
-    key_text = pc.binary_join_element_wise(
-        pa.repeat(pa.scalar(rules.name), eligible.num_rows),
-        eligible.column("installation_id").combine_chunks(),
-        device_lists,
-        "\n",
-    )
+    del device_lists
     calendar = pa.array(
         [
             (start + dt.timedelta(days=offset)).isoformat()
@@ -247,7 +252,7 @@ def _eligible_json(
     dates = calendar.take(pa.array(day - 1))
     entries = pc.binary_join_element_wise(
         '{"idempotency_key":',
-        json_text.strings(sha256_each(key_text)),
+        json_text.strings(keys),
         ',"fingerprint":',
         json_text.strings(sha256_each(payload)),
         ',"day":',
@@ -334,6 +339,9 @@ def make_plan(
     ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
     validation = validate(ingested.installations, ingested.devices, rules, as_of=start)
     eligible, device_count, timetable = _eligible_json(validation, ingested.devices, rules, start)
+    quarantine = _quarantine_json(ingested)
+    ingest_summary = ingested.summary.as_dict()
+    del ingested  # only the plan's text is needed now: the canonical tables can go
     summary = PlanSummary(
         cohort=rules.name,
         installations=validation.installations.num_rows,
@@ -342,7 +350,6 @@ def make_plan(
         excluded_by_reason=validation.excluded_by_reason(),
         days=int(timetable["days"]),
     )
-    ingest_summary = ingested.summary.as_dict()
     ingest_summary.pop("files")
     head: dict[str, object] = {
         "plan_version": PLAN_VERSION,
@@ -356,15 +363,13 @@ def make_plan(
         "summary": {**summary.as_dict(), "eligible_devices": device_count},
         "schedule": timetable,
     }
-    chunks = json_text.document(
-        head,
-        {
-            "eligible": eligible,
-            "excluded": _excluded_json(validation),
-            "quarantine": _quarantine_json(ingested),
-        },
-    )
-    return Plan(summary, chunks)
+    arrays = {
+        "eligible": eligible,
+        "excluded": _excluded_json(validation),
+        "quarantine": quarantine,
+    }
+    del eligible, quarantine, validation  # `document` lets each array go once it is joined
+    return Plan(summary, json_text.document(head, arrays))
 
 
 def load_plan(path: Path) -> dict[str, object]:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,14 +46,18 @@ def test_objects_and_groups_read_back(
     assert [json.loads(text) for text in grouped] == expected
 
 
-def test_document_is_valid_json_with_one_entry_a_line() -> None:
-    chunks = json_text.document(
-        {"version": 1, "note": 'quote " and \\ backslash'},
-        {
-            "items": json_text.strings(pa.array(["x", None, "y\nz"])),
-            "empty": pa.array([], pa.string()),
-        },
-    )
+@pytest.mark.parametrize("limit", [json_text.STRING_LIMIT, 0], ids=["32-bit", "64-bit"])
+def test_document_is_valid_json_with_one_entry_a_line(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A limit of 0 takes the path of a text past 2 GB (64-bit offsets) on a small one.
+    monkeypatch.setattr(json_text, "STRING_LIMIT", limit)
+    arrays = {
+        "items": json_text.strings(pa.array(["x", None, "y\nz"])),
+        "empty": pa.array([], pa.string()),
+    }
+    chunks = json_text.document({"version": 1, "note": 'quote " and \\ backslash'}, arrays)
+    assert arrays == {}  # each array let go once joined
     text = b"".join(bytes(chunk) for chunk in chunks).decode()
     assert json.loads(text) == {
         "version": 1,
