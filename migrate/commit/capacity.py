@@ -4,12 +4,17 @@ The DCC rations migrations per supplier per day (MSM DMIN: 100). Keeping the cou
 store, updated in the same transaction as the claim, lets every worker of a batch, in any
 process, draw from the same allowance: they cannot together send more than the day holds.
 The DCC's own 429 remains the backstop.
+
+The day is the UK's (Europe/London), as the DCC's is: from the last Sunday of March to the
+last Sunday of October it begins at 23:00 UTC, and a run just after midnight in summer draws
+on the new day's allowance, not on the one it spent an hour before.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +23,14 @@ from migrate.store.schema import capacity_use
 
 # A request without a supplier is counted under this name (the DCC would refuse it anyway).
 NO_SUPPLIER = ""
+UK = ZoneInfo("Europe/London")
+
+
+def capacity_day(moment: dt.datetime) -> dt.date:
+    """The UK day a moment falls in: the day whose allowance a send draws on."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("a naive datetime has no time zone: give an aware one")
+    return moment.astimezone(UK).date()
 
 
 def spent(connection: Connection, day: dt.date, capacity: int) -> list[str]:

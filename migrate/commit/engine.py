@@ -27,7 +27,7 @@ from hashlib import sha256
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from migrate.audit import GENESIS
-from migrate.commit.capacity import NO_SUPPLIER, refund, reserve, spent
+from migrate.commit.capacity import NO_SUPPLIER, capacity_day, refund, reserve, spent
 from migrate.commit.gateway import (
     Gateway,
     GatewayRejected,
@@ -428,7 +428,7 @@ class _Worker:
                     self._record_sends(connection, held)
                     return held, None
                 self._resend_adopted = False
-            day = self.clock().date()
+            day = capacity_day(self.clock())
             held = self._claim(connection, day)
             if not held:
                 return None
@@ -959,7 +959,7 @@ def commit(
         workers=options.workers,
         tally=tally,
         states=states_of(engine, batch),
-        waiting_for_capacity=_waiting_for_capacity(engine, loaded, clock().date()),
+        waiting_for_capacity=_waiting_for_capacity(engine, loaded, capacity_day(clock())),
         stopped=stopped_by_caller,
         unavailable=unavailable,
         dcc_capacity_spent=any(w.dcc_capacity_spent for w in workers),

@@ -17,6 +17,7 @@ Payloads hold personal data (MPxNs, serials): they are stored, never logged; log
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import math
@@ -30,6 +31,7 @@ from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from migrate.errors import ConfigError
 from migrate.logs import get_logger
@@ -69,13 +71,17 @@ Reply = tuple[int, Any, dict[str, str]]
 UNAVAILABLE: Reply = (503, {"error": "injected fault: service unavailable"}, {})
 
 
+REAL_DAY = 86400.0
+UK = ZoneInfo("Europe/London")
+
+
 @dataclass(frozen=True)
 class SimulatorOptions:
     """How the simulated service behaves; every random choice is drawn from `seed`."""
 
     seed: int = 0
     capacity: int = 100  # new requests per supplier per simulated day (MSM DMIN = 100)
-    day_seconds: float = 86400.0
+    day_seconds: float = REAL_DAY
     processing_ms: int = 0  # how long an accepted request stays PENDING
     latency_ms: int = 0
     error_rate: float = 0.0  # 503, nothing stored
@@ -300,7 +306,15 @@ class _Store:
             self.db.close()
 
     def _day(self, now: float) -> int:
-        return math.floor(now / self.options.day_seconds)
+        return math.floor((now + self._uk_offset(now)) / self.options.day_seconds)
+
+    def _uk_offset(self, now: float) -> float:
+        """Seconds the UK is ahead of UTC, when days are real days: the DCC's day is the
+        UK's (it turns at 23:00 UTC in summer). Shortened rehearsal days are just counted."""
+        if self.options.day_seconds != REAL_DAY:
+            return 0.0
+        offset = dt.datetime.fromtimestamp(now, UK).utcoffset()
+        return 0.0 if offset is None else offset.total_seconds()
 
     def _rows(self, columns: str, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         """The stored columns of these keys, looked up a few hundred at a time."""
@@ -379,7 +393,8 @@ class _Store:
                     ).fetchone()[0]
                     if used > self.options.capacity:
                         next_day = (today + 1) * self.options.day_seconds
-                        raise OverCapacity(max(1, math.ceil(next_day - now)), supplier)
+                        wait = next_day - (now + self._uk_offset(now))
+                        raise OverCapacity(max(1, math.ceil(wait)), supplier)
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise

@@ -188,6 +188,24 @@ def test_the_cohort_capacity_per_supplier_per_day_is_kept(store: Engine, tmp_pat
     assert max(used) == 5
 
 
+def test_a_summer_run_after_uk_midnight_draws_on_the_new_days_allowance(
+    store: Engine, tmp_path: Path
+) -> None:
+    """23:30 BST and 00:30 BST are one UTC day apart from nothing: the DCC's day, the UK's,
+    turns between them, so the second run has a fresh allowance of 5 a supplier."""
+    before_midnight = dt.datetime(2026, 6, 30, 22, 30, tzinfo=dt.UTC)  # 23:30 BST, 30 June
+    after_midnight = dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.UTC)  # 00:30 BST, 1 July
+    suppliers = Counter(r.supplier_mpid for r in rows(store))
+    with simulator_thread(tmp_path) as url:
+        first = run(store, url, capacity_per_day=5, clock=lambda: before_midnight)
+        second = run(store, url, capacity_per_day=5, clock=lambda: after_midnight)
+    assert first.tally.sent == sum(min(5, n) for n in suppliers.values())
+    assert second.tally.sent == sum(min(5, max(0, n - 5)) for n in suppliers.values()) > 0
+    with store.connect() as connection:
+        days = connection.execute(select(capacity_use.c.day).distinct()).scalars().all()
+    assert sorted(days) == [dt.date(2026, 6, 30), dt.date(2026, 7, 1)]
+
+
 def test_a_batch_keeps_the_limits_it_was_planned_with(db_url: str, tmp_path: Path) -> None:
     """The cohort file edited after staging (capacity 3 → 1,000, attempts 2 → 9) does not
     change the batch: the go-live run keeps the dry run's limits."""

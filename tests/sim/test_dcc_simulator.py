@@ -7,6 +7,7 @@ same state directory.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from migrate.sim.dcc import Outcome, SimulatorOptions, decide_outcome, make_server
+from migrate.sim.dcc import Outcome, SimulatorOptions, _Store, decide_outcome, make_server
 
 Response = tuple[int, dict[str, str], Any]
 NO_FAILURES = {"no_wan_rate": 0.0, "device_test_rate": 0.0, "master_keys_rate": 0.0}
@@ -529,3 +530,19 @@ def test_without_a_gas_meter_only_gt01_changes_and_the_seed_still_decides() -> N
                 assert none == Outcome("MIGRATED", None, None)
             else:
                 assert none == gas
+
+
+def test_real_days_are_uk_days_and_shortened_days_are_counted(tmp_path: Path) -> None:
+    """The DCC's day turns at midnight UK time: 23:00 UTC in summer, 00:00 UTC in winter."""
+
+    def moment(*fields: int) -> float:
+        return dt.datetime(*fields, tzinfo=dt.UTC).timestamp()
+
+    real = _Store(tmp_path / "real.db", SimulatorOptions())
+    assert real._day(moment(2026, 6, 30, 22, 30)) + 1 == real._day(moment(2026, 6, 30, 23, 30))
+    assert real._day(moment(2026, 11, 30, 22, 30)) == real._day(moment(2026, 11, 30, 23, 30))
+    assert real._day(moment(2026, 11, 30, 23, 30)) + 1 == real._day(moment(2026, 12, 1, 0, 30))
+    short = _Store(tmp_path / "short.db", SimulatorOptions(day_seconds=1.0))
+    assert short._day(moment(2026, 6, 30, 23, 30)) == int(moment(2026, 6, 30, 23, 30))
+    real.close()
+    short.close()
