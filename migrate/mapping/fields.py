@@ -203,6 +203,18 @@ def canonical_firmware(values: pa.Array, spec: FirmwareSpec | None) -> tuple[pa.
     return pc.if_else(bad, None, result), reason_where(bad, RowReason.INVALID_FIRMWARE)
 
 
+def _per_distinct_value(name: str, spec: FieldSpec) -> bool:
+    """Whether the field's transform is worth running once per distinct value, on the batch's
+    dictionary, and taking back to the rows: a value map, a date format or a firmware
+    spelling over a column of few values (types, modes, versions, install dates). Measured
+    at 1M rows: 14% off normalising. A plain trim, or an identifier (near unique), is
+    quicker row by row."""
+    mapped = spec.values is not None or name in ENUM_FIELDS
+    return spec.constant is None and (
+        mapped or spec.firmware is not None or (name in DATE_FIELDS and bool(spec.date_format))
+    )
+
+
 def apply_field(
     name: str, spec: FieldSpec, batch: pa.RecordBatch, *, required: pa.Array | bool = False
 ) -> FieldResult:
@@ -210,11 +222,37 @@ def apply_field(
     n = batch.num_rows
     if spec.constant is not None:
         raw = None
-        values: pa.Array = pa.repeat(pa.scalar(spec.constant, pa.string()), n)
+        result = _transformed(name, spec, pa.repeat(pa.scalar(spec.constant, pa.string()), n))
+    elif _per_distinct_value(name, spec):
+        encoded = pc.dictionary_encode(batch.column(spec.column))
+        distinct_raw = trimmed(encoded.dictionary)
+        distinct = _transformed(name, spec, distinct_raw)
+        rows = encoded.indices
+        raw = distinct_raw.take(rows)
+        result = FieldResult(
+            distinct.values.take(rows),
+            distinct.reasons.take(rows),
+            distinct.warnings.take(rows),
+            raw,
+            spec.column,
+        )
     else:
         raw = trimmed(batch.column(spec.column))
-        values = raw
-    warnings = null_strings(n)
+        result = _transformed(name, spec, raw)
+    checks = [result.reasons]
+    is_required = spec.required if spec.required is not None else required
+    if is_required is not False:
+        missing = pc.is_null(raw if raw is not None else result.values)
+        if is_required is not True:
+            missing = pc.and_(missing, is_required)
+        checks.append(reason_where(missing, RowReason.MISSING_VALUE))
+    return FieldResult(result.values, first_reason(*checks), result.warnings, raw, spec.column)
+
+
+def _transformed(name: str, spec: FieldSpec, values: pa.Array) -> FieldResult:
+    """Values (trimmed) made canonical, with each one's reason for refusal and warning:
+    value by value, so the same on a batch's rows or on its distinct values."""
+    warnings = null_strings(len(values))
     values, unknown = map_values(values, spec.values, ENUM_FIELDS.get(name))
     checks = [unknown]
     if name in DATE_FIELDS and spec.date_format:
@@ -230,13 +268,7 @@ def apply_field(
             checked = IDENTIFIER_CHECKS[name](values)
         values, warnings = checked.values, checked.warnings
         checks.append(checked.reasons)
-    is_required = spec.required if spec.required is not None else required
-    if is_required is not False:
-        missing = pc.is_null(raw if raw is not None else values)
-        if is_required is not True:
-            missing = pc.and_(missing, is_required)
-        checks.append(reason_where(missing, RowReason.MISSING_VALUE))
-    return FieldResult(values, first_reason(*checks), warnings, raw, spec.column)
+    return FieldResult(values, first_reason(*checks), warnings, None, spec.column)
 
 
 IDENTIFIER_CHECKS = {

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from migrate.mapping import fields as fields_module
 from migrate.mapping.fields import (
     apply_field,
     canonical_firmware,
@@ -114,3 +115,59 @@ def test_days_since_epoch_agrees_with_the_calendar(days: list[dt.date]) -> None:
         np.array([d.day for d in days]),
     )
     assert got.tolist() == [d.toordinal() - epoch for d in days]
+
+
+# Values of few kinds, as in a real column: repeats, padding, case, blanks, nulls, junk.
+FEW = st.lists(
+    st.one_of(
+        st.none(),
+        st.sampled_from(
+            [
+                "Live",
+                " live ",
+                "Dormant",
+                "DORMANT",
+                "",
+                "  ",
+                "Dumb",
+                "V2.1.4",
+                "v10.0",
+                "2.1",
+                "V",
+                "31/02/2024",
+                "01/03/2024",
+                " 1/3/2024",
+                "29/02/2023",
+                "0x1A4",
+                "é",
+            ]
+        ),
+    ),
+    max_size=60,
+)
+SPECS = [
+    ("mode", FieldSpec(column="c", values={"Live": "ACTIVE", "Dormant": "DORMANT"})),
+    ("device_type", FieldSpec(column="c", values={"Dumb": "ESME", "V2.1.4": "CHF"})),
+    ("firmware_version", FieldSpec(column="c", firmware=FirmwareSpec(strip_prefix="V"))),
+    (
+        "firmware_version",
+        FieldSpec(column="c", firmware=FirmwareSpec(strip_prefix="0x", hex_width=8)),
+    ),
+    ("commissioned_date", FieldSpec(column="c", date_format=["%d/%m/%Y", "%Y-%m-%d"])),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(FEW, st.sampled_from(range(len(SPECS))), st.booleans())
+def test_a_field_made_once_per_distinct_value_equals_it_made_row_by_row(
+    values: list[str | None], which: int, required: bool
+) -> None:
+    name, spec = SPECS[which]
+    assert fields_module._per_distinct_value(name, spec)
+    batch = pa.record_batch({"c": pa.array(values, pa.string())})
+    by_value = apply_field(name, spec, batch, required=required)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fields_module, "_per_distinct_value", lambda *_: False)
+        by_row = apply_field(name, spec, batch, required=required)
+    for part in ("values", "reasons", "warnings", "raw"):
+        assert getattr(by_value, part).equals(getattr(by_row, part)), part
