@@ -34,12 +34,16 @@ class UndefinedByte(ValueError):
         super().__init__(f"byte undefined in Windows-1252 at offset {offset}")
 
 
-def to_utf8(block: bytes, offset: int = 0) -> bytes:
+def to_utf8(block: bytes, offset: int = 0, scratch: np.ndarray | None = None) -> bytes:
     """A block of Windows-1252 as UTF-8; `offset` is the block's place in the file, for the
-    error. Each byte is a whole character, so blocks may be cut anywhere."""
-    high = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) >= 0x80)
-    if not len(high):
+    error. Each byte is a whole character, so blocks may be cut anywhere. `scratch`, a bool
+    array at least as long as the block, is reused for the search rather than allocating
+    (and faulting in) a new one each block."""
+    if block.isascii():
         return block
+    found = np.empty(len(block), dtype=bool) if scratch is None else scratch[: len(block)]
+    np.greater_equal(np.frombuffer(block, dtype=np.uint8), 0x80, out=found)
+    high = np.flatnonzero(found)
     if len(high) * _SPARSE > len(block):
         try:
             return block.decode("cp1252").encode("utf-8")
@@ -67,6 +71,7 @@ class Utf8Stream(io.RawIOBase):
         self._block_bytes = block_bytes
         self._offset = 0
         self._pending = memoryview(b"")
+        self._scratch = np.empty(block_bytes, dtype=bool)
 
     def readable(self) -> bool:
         return True
@@ -76,7 +81,7 @@ class Utf8Stream(io.RawIOBase):
             block = self._raw.read(self._block_bytes)
             if not block:
                 return 0
-            self._pending = memoryview(to_utf8(block, self._offset))
+            self._pending = memoryview(to_utf8(block, self._offset, self._scratch))
             self._offset += len(block)
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
