@@ -190,14 +190,24 @@ class _Waiting:
     sends: int
 
 
+# A request of a split chunk that was never sent, because the DCC went away (or the run was
+# stopped) after the parts before it were answered.
+_Unsent = GatewayUnavailable | Stopping
+_Answer = Receipt | GatewayRejected | _Unsent
+
+
 @dataclass(frozen=True)
 class _Answered:
-    """What the DCC said to one chunk: a receipt (or refusal) each, and the outcomes of the
-    accepted ones when it was asked at once."""
+    """What the DCC said to one chunk: a receipt (or refusal) each, or why it was not sent,
+    and the outcomes of the accepted ones when it was asked at once."""
 
-    answers: list[Receipt | GatewayRejected]
+    answers: list[_Answer]
     accepted: list[_Waiting]
     outcomes: list[Outcome] | None
+
+    def unsent(self) -> _Unsent | None:
+        """Why part of the chunk was not sent, if it was not."""
+        return next((a for a in self.answers if isinstance(a, _Unsent)), None)
 
 
 @dataclass(frozen=True)
@@ -510,16 +520,28 @@ class _Worker:
             sleep=self._sleep,
         )
 
-    def _submit(self, chunk: Sequence[Submission]) -> list[Receipt | GatewayRejected]:
+    def _submit(self, chunk: Sequence[Submission]) -> list[_Answer]:
         """Receipts in order; a chunk the DCC refuses as sent is halved until the refused
-        requests are found, so one bad request does not fail its neighbours."""
+        requests are found, so one bad request does not fail its neighbours.
+
+        Raises GatewayUnavailable or Stopping when nothing of the chunk was answered. Once a
+        part of a split chunk is answered, its receipts are kept whatever follows: the parts
+        after the DCC went away are not sent, and stand as the reason why (their capacity
+        is given back; the answered part's is spent, as at the DCC)."""
         try:
             return list(self._retrying(lambda: self.gateway.submit(chunk)))  # type: ignore[call-overload]
         except GatewayRejected as error:
             if len(chunk) == 1:
                 return [error]
-            middle = len(chunk) // 2
-            return self._submit(chunk[:middle]) + self._submit(chunk[middle:])
+        middle = len(chunk) // 2
+        first = self._submit(chunk[:middle])
+        unsent = next((a for a in first if isinstance(a, _Unsent)), None)
+        if unsent is not None:
+            return [*first, *[unsent] * (len(chunk) - middle)]
+        try:
+            return [*first, *self._submit(chunk[middle:])]
+        except (GatewayUnavailable, Stopping) as error:
+            return [*first, *[error] * (len(chunk) - middle)]
 
     def _refusal(self, answered: object) -> BaseException | None:
         """Why a claimed chunk must not be sent after all: the run is stopping, or the DCC
@@ -547,7 +569,8 @@ class _Worker:
             if isinstance(answer, Receipt) and answer.status != "CONFLICT"
         ]
         outcomes = None
-        if accepted and self._ask_at_once:
+        partly_sent = any(isinstance(answer, _Unsent) for answer in answers)
+        if accepted and self._ask_at_once and not partly_sent:
             try:
                 outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in accepted]))
             except (GatewayUnavailable, Stopping):
@@ -568,6 +591,19 @@ class _Worker:
         if isinstance(answered, BaseException):
             raise answered
         assert answered is not None
+        unsent = answered.unsent()
+        if unsent is not None:  # a split chunk, of which the DCC answered only a part
+            pairs = list(zip(flight.held, answered.answers, strict=True))
+            done = [(h, a) for h, a in pairs if not isinstance(a, _Unsent)]
+            self._record(
+                _Flight([h for h, _ in done], flight.day, flight.future),
+                _Answered([a for _, a in done], answered.accepted, None),
+            )
+            self._record(
+                _Flight([h for h, a in pairs if isinstance(a, _Unsent)], flight.day, flight.future),
+                unsent,
+            )
+            return
         self._record_receipts(flight.held, answered)
         self.tally.sent += len(flight.held)
         if flight.day is None:

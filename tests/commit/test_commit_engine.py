@@ -289,6 +289,43 @@ def test_the_dccs_own_capacity_is_waited_for_and_an_oversized_chunk_is_split(
     assert Counter(r.state for r in rows(store))["MIGRATED"] == 8
 
 
+def test_a_split_chunk_keeps_the_answered_part_when_the_dcc_stops_taking_the_rest(
+    store: Engine, tmp_path: Path
+) -> None:
+    """8 requests of one supplier to a DCC whose real day holds 3: the chunk is refused as
+    too big (413) and halved, the first 2 are ACCEPTED, then the day is spent (429 until
+    tomorrow, so the run stops). Those 2 are the DCC's now: the store keeps them as sent and
+    their capacity as spent; only the 6 never sent go back to STAGED."""
+    keys = sorted(r.idempotency_key for r in rows(store))[:8]
+    with store.begin() as connection:
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key.not_in(keys))
+            .values(state="WITHDRAWN")
+        )
+        connection.execute(
+            update(requests)
+            .where(requests.c.idempotency_key.in_(keys))
+            .values(supplier_mpid="SUPA")
+        )
+    with simulator_thread(tmp_path, capacity=3) as url:
+        result = run(store, url, chunk=8)
+        held_by_dcc = [
+            o.idempotency_key
+            for o in HttpGateway(url, read_timeout=5).outcomes(keys)
+            if o.state != "UNKNOWN"
+        ]
+    after = {r.idempotency_key: r for r in rows(store) if r.idempotency_key in keys}
+    sent = sorted(k for k, r in after.items() if r.state != "STAGED")
+    assert result.dcc_capacity_spent and not result.finished
+    assert len(held_by_dcc) == 2 and sent == sorted(held_by_dcc)
+    assert {after[k].reason for k in keys if k not in sent} == {"DCC_CAPACITY"}
+    assert result.tally.sent == 2
+    with store.connect() as connection:
+        assert connection.execute(select(capacity_use.c.used)).scalars().all() == [2]
+    assert verified(store)
+
+
 def test_a_key_the_dcc_holds_with_another_fingerprint_fails_as_a_conflict(
     store: Engine, tmp_path: Path
 ) -> None:
