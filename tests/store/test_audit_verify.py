@@ -41,6 +41,7 @@ def logged(
     upgrade(engine)
     stage(engine, plan, batch="b1", actor="tester", key=request.param)
     monkeypatch.setattr(audit_verify, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(audit_verify, "AHEAD_CHUNK_ROWS", 50)  # PostgreSQL's, read ahead
     yield Logged(engine, request.param)
     engine.dispose()
 
@@ -133,3 +134,13 @@ def test_a_verification_carries_on_from_an_earlier_one(logged: Logged) -> None:
     with logged.engine.connect() as connection:
         carried = verify_log_fast(connection, key, after=earlier)
         assert carried == audit_log.verify_log(connection, key) and not carried.ok
+
+
+def test_records_the_caller_has_not_committed_are_verified_too(logged: Logged) -> None:
+    """Chunks read ahead on other connections (PostgreSQL) cannot see the caller's
+    uncommitted records: the log is then not confirmed there, and the reference reads it."""
+    with logged.engine.begin() as connection:
+        _append(connection, logged.key, installation_id="SEC0000001")
+        fast = verify_log_fast(connection, logged.key)
+        reference = audit_log.verify_log(connection, logged.key)
+    assert fast == reference and fast.ok and fast.count == 307
