@@ -82,23 +82,14 @@ def grouped(items: pa.Array, groups: np.ndarray, count: int) -> pa.Array:
     """A JSON array per group (0..count-1) of the encoded items whose group it is, in the
     items' order; [] for a group with none.
 
-    The items, each with a comma before it, lie back to back in one buffer once sorted by
-    group; each group's array is then a slice of it, given by new offsets, not a join.
-    """
+    Sorted by group, the items are the values of one list per group (offsets, not copies),
+    which Arrow's binary_join writes out with their commas in one pass."""
     items = _as_array(items)
     if len(groups) > 1 and np.any(groups[1:] < groups[:-1]):
         items = items.take(pa.array(np.argsort(groups, kind="stable")))
-    leading = pc.binary_join_element_wise(",", items, "")
-    leading = leading.cast(pa.large_string())
-    offsets = np.frombuffer(leading.buffers()[1], dtype=np.int64)[
-        leading.offset : leading.offset + len(leading) + 1
-    ]
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))])
-    runs = pa.LargeStringArray.from_buffers(
-        count, pa.py_buffer(offsets[bounds].copy()), leading.buffers()[2]
-    )
-    inner = pc.utf8_slice_codeunits(runs, start=1).cast(pa.string())
-    return pc.binary_join_element_wise("[", inner, "]", "")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))])
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
+    return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
 
 
 def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
