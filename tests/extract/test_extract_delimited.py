@@ -4,6 +4,7 @@ ragged and blank rows, and the row numbers a person finds in the file."""
 from __future__ import annotations
 
 import codecs
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -692,3 +693,21 @@ def test_open_extract_refuses_a_missing_file_and_an_unknown_suffix(tmp_path: Pat
     assert caught.value.path == str(odd)
     rows, _ = read_all(open_extract(odd, REQUIRED, format="delimited"))
     assert rows == [{"MPAN": "1", "Serial": "a"}]
+
+
+def test_trying_delimiters_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    """A delimiter that does not fit is an error kept for the message; kept with its
+    traceback, it held every frame above the reader (a whole ingest's batches) until the
+    cyclic collector ran."""
+    path = write(tmp_path / "semicolons.csv", ["MPAN;Serial", "1312345678907;X1"])
+    read_all(DelimitedReader(path, REQUIRED))  # whatever is set up once, on first use
+    gc.collect()
+    gc.disable()
+    try:
+        reader = DelimitedReader(path, REQUIRED)  # "," is tried first, and fails
+        assert reader.delimiter == ";"
+        read_all(reader)
+        del reader
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
