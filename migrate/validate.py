@@ -327,7 +327,9 @@ def _firmware_order(devices: pa.Table, rules: CohortRules) -> pa.Array:
         if order is None:
             continue
         rows = np.flatnonzero(pc.equal(manufacturer, name).to_numpy(zero_copy_only=False))
-        placed = order_keys(firmware.take(pa.array(rows)), order)
+        # A few versions over many devices: each distinct one is read once.
+        encoded = pc.dictionary_encode(firmware.take(pa.array(rows)))
+        placed = order_keys(encoded.dictionary, order).take(encoded.indices)
         values = pc.fill_null(pc.cast(placed, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
         keys[rows] = values
     return pa.array(keys, pa.float64(), from_pandas=True)
