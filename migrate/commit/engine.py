@@ -196,6 +196,11 @@ _Unsent = GatewayUnavailable | Stopping
 _Answer = Receipt | GatewayRejected | _Unsent
 
 
+def _first_unsent(answers: Sequence[_Answer]) -> _Unsent | None:
+    """Why part of a chunk was not sent, if it was not."""
+    return next((a for a in answers if isinstance(a, _Unsent)), None)
+
+
 @dataclass(frozen=True)
 class _Answered:
     """What the DCC said to one chunk: a receipt (or refusal) each, or why it was not sent,
@@ -204,10 +209,6 @@ class _Answered:
     answers: list[_Answer]
     accepted: list[_Waiting]
     outcomes: list[Outcome] | None
-
-    def unsent(self) -> _Unsent | None:
-        """Why part of the chunk was not sent, if it was not."""
-        return next((a for a in self.answers if isinstance(a, _Unsent)), None)
 
 
 @dataclass(frozen=True)
@@ -535,7 +536,7 @@ class _Worker:
                 return [error]
         middle = len(chunk) // 2
         first = self._submit(chunk[:middle])
-        unsent = next((a for a in first if isinstance(a, _Unsent)), None)
+        unsent = _first_unsent(first)
         if unsent is not None:
             return [*first, *[unsent] * (len(chunk) - middle)]
         try:
@@ -569,8 +570,7 @@ class _Worker:
             if isinstance(answer, Receipt) and answer.status != "CONFLICT"
         ]
         outcomes = None
-        partly_sent = any(isinstance(answer, _Unsent) for answer in answers)
-        if accepted and self._ask_at_once and not partly_sent:
+        if accepted and self._ask_at_once and _first_unsent(answers) is None:
             try:
                 outcomes = self._retrying(lambda: self.gateway.outcomes([w.key for w in accepted]))
             except (GatewayUnavailable, Stopping):
@@ -591,7 +591,7 @@ class _Worker:
         if isinstance(answered, BaseException):
             raise answered
         assert answered is not None
-        unsent = answered.unsent()
+        unsent = _first_unsent(answered.answers)
         if unsent is not None:  # a split chunk, of which the DCC answered only a part
             pairs = list(zip(flight.held, answered.answers, strict=True))
             done = [(h, a) for h, a in pairs if not isinstance(a, _Unsent)]
