@@ -163,11 +163,7 @@ class DelimitedReader:
             self.encoding = detect_encoding(path)
         else:
             self.encoding = encoding
-            failure = (
-                _undefined_in_cp1252(path)
-                if codecs.lookup(encoding).name == "cp1252"
-                else _decodes(path, encoding)
-            )
+            failure = _undefined_in_cp1252(path) if self._is_cp1252() else _decodes(path, encoding)
             if failure is not None:
                 raise InputError(
                     path,
