@@ -16,6 +16,7 @@ from migrate.plan import make_plan
 from migrate.store import audit_log, audit_verify
 from migrate.store.audit_verify import verify_log_fast
 from migrate.store.engine import make_engine, upgrade
+from migrate.store.snapshot import reader
 from migrate.store.staging import stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,3 +145,18 @@ def test_records_the_caller_has_not_committed_are_verified_too(logged: Logged) -
         fast = verify_log_fast(connection, logged.key)
         reference = audit_log.verify_log(connection, logged.key)
     assert fast == reference and fast.ok and fast.count == 307
+
+
+def test_a_reader_sees_one_state_of_the_log_while_a_commit_appends(logged: Logged) -> None:
+    """A verification that straddles a commit must see the log before it, whole: under
+    PostgreSQL's default isolation the head read first and the records read next differed,
+    and a good log looked tampered with (a record beyond the head)."""
+    with reader(logged.engine) as snapshot, snapshot.connect() as connection:
+        kept = audit_log.head(connection)  # the reader's snapshot is taken here
+        with logged.engine.begin() as writer:
+            _append(writer, logged.key, installation_id="SEC0000001")
+        fast = verify_log_fast(connection, logged.key)
+        reference = audit_log.verify_log(connection, logged.key)
+    assert fast == reference and fast.ok and (fast.count, fast.head_hash) == kept
+    with logged.engine.connect() as connection:
+        assert verify_log_fast(connection, logged.key).count == 307
