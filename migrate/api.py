@@ -578,8 +578,11 @@ def status(batch: str | None = None, *, db: str | None = None) -> list[StateCoun
     """`migrate status`: requests by batch, state and reason."""
     from migrate.store.engine import make_engine
     from migrate.store.progress import batch_status
+    from migrate.store.snapshot import reader
 
-    return batch_status(make_engine(db), batch)
+    # Read without SQLite's write lock: a status taken during a commit does not hold it up.
+    with reader(make_engine(db)) as snapshot:
+        return batch_status(snapshot, batch)
 
 
 def audit_verify(db: str | None = None) -> Verification:
