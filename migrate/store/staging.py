@@ -136,13 +136,27 @@ def _head(path: Path) -> dict[str, Any]:
 
 def check_inputs(plan: dict[str, Any], plan_path: Path) -> None:
     """Every input the plan was made from, unchanged: same bytes, same SHA-256."""
-    changed = []
+    changed, missing = [], []
     for record in [plan["cohort"], plan["mapping"], *plan["extracts"]]:
         path = Path(record["path"])
         if not path.is_file():
-            changed.append(f"{path} (missing)")
+            missing.append(path)
         elif file_digest(path) != record["sha256"]:
             changed.append(f"{path} (changed)")
+    if missing:
+        # Most often the plan was made in another folder: its paths are relative to that one.
+        relative = [path for path in missing if not path.is_absolute()]
+        hint = (
+            f" A plan's relative paths are from the folder it was made in, not from here "
+            f"({Path.cwd()}): run `migrate stage` from that folder."
+            if relative
+            else ""
+        )
+        raise StalePlan(
+            f"{plan_path}: cannot find the plan's input(s) "
+            f"{', '.join(f'{path} (missing)' for path in missing)}.{hint} If a file was moved "
+            "or deleted, make a new plan from the files as they are now."
+        )
     if changed:
         raise StalePlan(
             f"{plan_path}: the plan's inputs changed since it was made: {', '.join(changed)}; "

@@ -221,6 +221,26 @@ def test_a_plan_whose_inputs_changed_is_refused(store, plan_file: Path, tmp_path
     assert _count(store, requests) == 0
 
 
+def test_a_plan_staged_from_another_folder_says_where_its_paths_start(  # type: ignore[no-untyped-def]
+    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made_in, elsewhere = tmp_path / "made-in", tmp_path / "elsewhere"
+    made_in.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(REPO / "examples" / "secure_moc_installations.csv", made_in / "secure.csv")
+    monkeypatch.chdir(made_in)
+    plan_path = made_in / "plan.json"
+    make_plan([Path("secure.csv")], "secure_moc_installations", "moc").write(plan_path)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(StalePlan) as refused:
+        stage(store, plan_path, actor="tester", key=None)
+    message = str(refused.value)
+    assert "secure.csv (missing)" in message
+    assert f"not from here ({elsewhere})" in message
+    assert "run `migrate stage` from that folder" in message
+    assert _count(store, requests) == 0
+
+
 def test_the_audit_log_names_the_first_altered_record(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
     stage(store, plan_file, batch="moc-1", actor="tester", key=b"secret")
     with store.connect() as connection:
