@@ -41,6 +41,25 @@ def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[
     return unique
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: plain YAML keeps the last,
+    so an edit that repeats `max_attempts` would change a cohort without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} is given twice in one mapping",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
     """Safe YAML only: a rule file must never construct Python objects."""
     try:
@@ -48,7 +67,7 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(path, f"cannot be read: {error}") from error
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -88,11 +107,25 @@ class ConfigKind(Generic[M]):
         return search_path(self.folder, explicit, os.environ.get(self.env))
 
     def directory(self, explicit: Path | None = None) -> Path:
-        """The first folder searched: where files of this kind are written."""
-        folders = self.folders(explicit)
-        if not folders:
-            raise ConfigError(None, f"no {self.folder} folder found", key=self.noun)
-        return folders[0]
+        """Where files of this kind are written: the explicit folder, the environment's, or
+        ./<kind>; never the copies bundled with the package, which an upgrade replaces and
+        every other user of the installation shares."""
+        from_env = os.environ.get(self.env)
+        for candidate in (explicit, Path(from_env) if from_env else None):
+            if candidate is not None:
+                if not candidate.is_dir():
+                    raise ConfigError(candidate, f"no such {self.folder} directory")
+                return candidate
+        local = Path.cwd() / self.folder
+        if local.is_dir():
+            return local
+        raise ConfigError(
+            None,
+            f"no {self.folder} folder to write to: give --{self.folder}-dir, set {self.env}, "
+            f"or run from a folder that has a {self.folder}/ folder (the toolkit's own copies "
+            "are never rewritten)",
+            key=self.noun,
+        )
 
     def available(self, directory: Path | None = None) -> list[str]:
         """Every name found on the search path (an earlier folder's file wins)."""

@@ -112,7 +112,6 @@ def plan_import(cpl: Path, directory: Path | None = None) -> list[CohortChange]:
     """The change to each cohort rule file, checked against the schema, nothing written."""
     rows = read_cpl(cpl)
     changes = []
-    # Only the first folder's files are written: never the copies bundled with the package.
     for path in sorted(COHORTS.directory(directory).glob("*.yaml")):
         rules = COHORTS.load_file(path)
         wanted = sorted(

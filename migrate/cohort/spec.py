@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal, Self
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-from migrate.cohort.firmware_order import FirmwareOrder
+from migrate.cohort.firmware_order import FirmwareOrder, order_keys
 from migrate.model import COMBINATION_SLOTS, DeviceType, Mode
 
 # The DCC's flat allocation (MSM DMIN): SMETS1 installations per supplier per day.
@@ -102,7 +103,26 @@ class CohortRules(Strict):
                         f"combination {combination.id}: no firmware_order for manufacturer "
                         f"{device.manufacturer!r}"
                     )
+        unreadable = self._unplaceable_firmware()
+        if unreadable:
+            raise ValueError(
+                "listed firmware that its manufacturer's firmware_order cannot place (every "
+                "installation's firmware would be compared with it wrongly): "
+                + "; ".join(unreadable)
+            )
         return self
+
+    def _unplaceable_firmware(self) -> list[str]:
+        """`combination id slot: version (order)` for each listed firmware its manufacturer's
+        order cannot read."""
+        found = []
+        for combination in self.combinations:
+            for slot, device in combination.devices.items():
+                order = self.order_for(device.manufacturer)
+                assert order is not None  # checked above
+                if order_keys(pa.array([device.firmware]), order)[0].as_py() is None:
+                    found.append(f"{combination.id} {slot}: {device.firmware!r} ({order})")
+        return found
 
     def order_for(self, manufacturer: str) -> FirmwareOrder | None:
         wanted = manufacturer.casefold()

@@ -90,6 +90,29 @@ def test_a_cpl_that_adds_a_manufacturer_without_firmware_order_is_refused(
         api.import_cpl(cpl, cohorts_dir=cohorts)
 
 
+def test_a_cpl_listing_firmware_its_order_cannot_place_is_refused(
+    cohorts: Path, tmp_path: Path
+) -> None:
+    cpl = tmp_path / "cpl.csv"
+    cpl.write_text(
+        CPL.read_text()
+        + "S1-9997,MOC,SECURE-SMSO,2020-01-01,Secure,SCH-1,2.6.0x,Secure,Liberty 100,1.14,,,,,,\n"
+    )
+    before = (cohorts / "moc.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"cannot place.*S1-9997 CHF: '2.6.0x' \(dotted\)"):
+        api.import_cpl(cpl, cohorts_dir=cohorts)
+    assert (cohorts / "moc.yaml").read_text() == before
+
+
+def test_import_never_rewrites_the_toolkits_own_rule_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./cohorts here
+    monkeypatch.delenv("MIGRATE_COHORTS_DIR", raising=False)
+    with pytest.raises(ConfigError, match="no cohorts folder to write to: give --cohorts-dir"):
+        api.import_cpl(CPL, check=True)
+
+
 def test_a_bad_cpl_row_is_named_by_line_and_column(tmp_path: Path) -> None:
     cpl = tmp_path / "cpl.csv"
     lines = CPL.read_text().splitlines()
@@ -133,10 +156,20 @@ def test_a_bad_cpl_row_is_named_by_line_and_column(tmp_path: Path) -> None:
             "(top level)",
             "which this cohort does not migrate",
         ),
+        (
+            ("firmware: '1.12'", "firmware: '1.12a'"),
+            "(top level)",
+            "firmware_order cannot place",
+        ),
+        (
+            ("max_attempts: 5", "max_attempts: 5\nmax_attempts: 7"),
+            None,
+            "the key 'max_attempts' is given twice",
+        ),
     ],
 )
 def test_a_broken_rule_file_names_file_key_and_problem(
-    cohorts: Path, edit: tuple[str, str], key: str, problem: str
+    cohorts: Path, edit: tuple[str, str], key: str | None, problem: str
 ) -> None:
     path = cohorts / "moc.yaml"
     text = path.read_text()

@@ -113,6 +113,12 @@ def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
         load_mapping(str(path))
 
 
+def test_a_key_given_twice_is_refused_not_the_last_one_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.format(name="vendor") + "name: vendor\n")
+    with pytest.raises(ConfigError, match=r"line \d+.*the key 'name' is given twice"):
+        load_mapping(str(path))
+
+
 def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     path = _write(tmp_path, "!!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
