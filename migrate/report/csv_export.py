@@ -8,7 +8,7 @@ carriage return) are prefixed with an apostrophe, which spreadsheets show as tex
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +55,9 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
 def write_csv(table: pa.Table, path: Path) -> None:
     """Written under a temporary name beside `path` and renamed: a half-written CSV would be
     read as the real one."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".csv", dir=path.parent)
-    os.close(handle)
+    # A fresh name created as any file is (the umask's mode), not mkstemp's owner-only one:
+    # colleagues who share a reports folder read the CSVs beside the HTML page.
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(8)}.csv")
     try:
         pacsv.write_csv(neutralise_formulas(table), temporary)
         os.replace(temporary, path)
