@@ -257,7 +257,19 @@ def _plan_table(summary: PlanSummary) -> Table:
     for reason, count in summary.excluded_by_reason.items():
         table.add_row(f"  {reason}", f"{count:,}")
     table.add_row("days at capacity", f"{summary.days:,}")
+    table.add_row("last day", summary.finish)
     return table
+
+
+def _warn_if_overrunning(summary: PlanSummary) -> None:
+    """A schedule past the cohort's window is the programme manager's to see at once, not
+    only in the report."""
+    if not summary.fits_window:
+        stderr.print(
+            f"[bold yellow]warning:[/] at the cohort's capacity the schedule ends on "
+            f"{summary.finish}, after the cohort's window ends ({summary.window_end})",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -298,10 +310,11 @@ def plan(
     _without_teardown()
     summary = run.summary
     if json_output:
-        print(json.dumps(summary.as_dict(), sort_keys=True))
+        print(json.dumps(summary.with_window(), sort_keys=True))
     else:
         stdout.print(_plan_table(summary))
         stdout.print(f"plan written to {run.path}", highlight=False)
+    _warn_if_overrunning(summary)
 
 
 @app.command()

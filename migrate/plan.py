@@ -62,8 +62,12 @@ class PlanSummary:
     excluded: int
     excluded_by_reason: dict[str, int]
     days: int
+    finish: str  # the schedule's last day, ISO
+    window_end: str
+    fits_window: bool
 
     def as_dict(self) -> dict[str, object]:
+        """The counts, as the plan file's summary records them."""
         return {
             "cohort": self.cohort,
             "installations": self.installations,
@@ -71,6 +75,16 @@ class PlanSummary:
             "excluded": self.excluded,
             "excluded_by_reason": self.excluded_by_reason,
             "days": self.days,
+        }
+
+    def with_window(self) -> dict[str, object]:
+        """The counts and whether the schedule ends inside the cohort's window: what
+        `migrate plan --json` prints."""
+        return {
+            **self.as_dict(),
+            "finish": self.finish,
+            "window_end": self.window_end,
+            "fits_window": self.fits_window,
         }
 
 
@@ -349,6 +363,9 @@ def make_plan(
         excluded=validation.excluded.num_rows,
         excluded_by_reason=validation.excluded_by_reason(),
         days=int(timetable["days"]),
+        finish=str(timetable["finish"]),
+        window_end=str(timetable["window_end"]),
+        fits_window=bool(timetable["fits_window"]),
     )
     ingest_summary.pop("files")
     head: dict[str, object] = {

@@ -120,7 +120,32 @@ def test_plan_cli_prints_summary_json_and_writes_the_plan(tmp_path: Path) -> Non
     summary = json.loads(result.stdout)
     assert summary["installations"] == summary["eligible"] + summary["excluded"] == 300
     assert load_plan(out)["summary"]["eligible"] == summary["eligible"]
+    assert summary["fits_window"] is True and "warning" not in result.stderr
+    assert summary["finish"] <= summary["window_end"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_plan_cli_warns_when_the_schedule_overruns_the_window(tmp_path: Path) -> None:
+    rules = tmp_path / "ioc.yaml"
+    rules.write_text(
+        (REPO / "cohorts" / "ioc.yaml")
+        .read_text()
+        .replace("capacity_per_supplier_per_day: 100", "capacity_per_supplier_per_day: 1")
+        .replace("end: 2022-12-31", "end: 2019-06-10")
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            *("plan", "examples/landis_ioc_devices.csv", "-c", str(rules)),
+            *("-m", "landis_ioc_devices", "-o", str(tmp_path / "plan.json"), "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["fits_window"] is False and summary["window_end"] == "2019-06-10"
+    assert f"schedule ends on {summary['finish']}, after the cohort's window ends" in (
+        " ".join(result.stderr.split())
+    )
 
 
 def test_a_plan_date_after_the_window_is_refused() -> None:
