@@ -56,18 +56,28 @@ def _float_strings(column: pa.Array) -> pa.Array:
 
 
 def _timestamp_strings(column: pa.Array) -> pa.Array:
-    """Midnight timestamps are dates in disguise: write them as ISO dates."""
+    """Each value on its own: a midnight timestamp is a date in disguise (an ISO date), one
+    with a time an ISO datetime, with a fraction only when it has one. Deciding for a whole
+    batch at once would make one timed value turn every date beside it into a datetime (and
+    the same value read differently in two batches)."""
     unit = column.type.unit
-    ticks = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    ticks = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     per_day = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
-    finite = ~np.isnan(ticks.astype(np.float64))
-    if np.all(ticks[finite].astype(np.int64) % per_day[unit] == 0):
-        return column.cast(pa.date32()).cast(pa.string())
-    # %S prints a fraction for units below seconds ("05.000000"): drop it when it is zero.
     per_second = per_day[unit] // 86_400
-    if np.all(ticks[finite].astype(np.int64) % per_second == 0):
-        column = column.cast(pa.timestamp("s", tz=column.type.tz))
-    return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+    midnight = ticks % per_day[unit] == 0
+    if midnight.all():
+        return column.cast(pa.date32()).cast(pa.string())
+    # %S prints a fraction for units below seconds ("05.000000"): whole seconds go without.
+    whole = ticks % per_second == 0
+    in_seconds = pc.strftime(
+        column.cast(pa.timestamp("s", tz=column.type.tz), safe=False), format="%Y-%m-%dT%H:%M:%S"
+    )
+    timed = (
+        in_seconds
+        if whole.all()
+        else pc.if_else(pa.array(whole), in_seconds, pc.strftime(column, "%Y-%m-%dT%H:%M:%S"))
+    )
+    return pc.if_else(pa.array(midnight), column.cast(pa.date32()).cast(pa.string()), timed)
 
 
 class ParquetReader:
