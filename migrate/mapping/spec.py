@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Literal, Self
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from migrate.model import DeviceType, Mode
@@ -51,11 +53,18 @@ class Strict(BaseModel):
 
 
 def _check_regex(value: str | None) -> str | None:
+    """Compiled by the engine that runs it (Arrow's RE2), not by Python's `re`: RE2 has no
+    lookarounds or backreferences, and a pattern only `re` can read would pass the check
+    and then stop the ingest."""
     if value is not None:
         try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"not a valid regular expression: {error}") from error
+            pc.match_substring_regex(pa.array([""], pa.string()), value)
+        except pa.ArrowInvalid as error:
+            problem = str(error).removeprefix("Invalid regular expression: ")
+            raise ValueError(
+                f"not a valid regular expression ({problem}); patterns are RE2: no "
+                "lookarounds or backreferences"
+            ) from None
     return value
 
 

@@ -65,6 +65,17 @@ def test_a_minimal_mapping_loads(tmp_path: Path) -> None:
             "not a valid regular expression",
         ),
         (
+            # Python's re reads a lookahead; RE2, which runs the pattern, does not.
+            GOOD.format(name="vendor") + "    msn: {column: S, pattern: '^(?=M)\\w+$'}\n",
+            "device.fields.msn.pattern",
+            "patterns are RE2: no lookarounds",
+        ),
+        (
+            GOOD.format(name="vendor") + "source: {trailer: '^(T)\\1$'}\n",
+            "source.trailer",
+            "not a valid regular expression",
+        ),
+        (
             GOOD.format(name="vendor") + "    commissioned_date: {column: D}\n",
             "device.fields",
             "is a date: give its `date_format`",
