@@ -267,7 +267,9 @@ class DelimitedReader:
         reader = self._open(stream)
         if reader is None:
             return
-        first = self.columns[0]
+        # One batch is held back until the next is read: only the file's last batch may end
+        # in a trailer, and only the reader knows which batch is the last.
+        held: tuple[pa.RecordBatch, np.ndarray] | None = None
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -278,16 +280,27 @@ class DelimitedReader:
                 raise InputError(
                     self.path, f"cannot be read as {self.encoding}: {error}"
                 ) from error
+            if not batch.num_rows:
+                continue
             ordinals = np.arange(self._emitted, self._emitted + batch.num_rows, dtype=np.int64)
             self._emitted += batch.num_rows
             if self._quoted:
                 self._note_line_breaks(batch, ordinals)
-            keep = self._data_rows(batch, first)
-            if keep is not None:
-                batch = batch.filter(keep)
-                ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
-            if batch.num_rows:
-                yield batch, ordinals
+            if held is not None:
+                yield from self._kept(*held, last=False)
+            held = (batch, ordinals)
+        if held is not None:
+            yield from self._kept(*held, last=True)
+
+    def _kept(
+        self, batch: pa.RecordBatch, ordinals: np.ndarray, *, last: bool
+    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        keep = self._data_rows(batch, last=last)
+        if keep is not None:
+            batch = batch.filter(keep)
+            ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
+        if batch.num_rows:
+            yield batch, ordinals
 
     def _open(self, stream: Utf8Stream | None) -> pacsv.CSVStreamingReader | None:
         try:
@@ -338,8 +351,10 @@ class DelimitedReader:
             spans = np.flatnonzero(extra)
             self._multiline.append((ordinals[spans], extra[spans].astype(np.int64)))
 
-    def _data_rows(self, batch: pa.RecordBatch, first: str) -> pa.BooleanArray | None:
-        """Drop blank lines and a trailer that happens to have the header's width."""
+    def _data_rows(self, batch: pa.RecordBatch, *, last: bool) -> pa.BooleanArray | None:
+        """Drop blank lines and a trailer that happens to have the header's width. A trailer
+        ends the file: a row that matches the pattern with data after it is data (a site
+        called EOF-7 is not a trailer), so only the last batch's tail is looked at."""
         # A blank line leaves every field empty: look at the others only where the first is.
         blank = pc.equal(pc.binary_length(batch.column(0)), 0)
         if pc.any(blank).as_py():
@@ -348,10 +363,14 @@ class DelimitedReader:
         drop = blank
         n_blank = pc.sum(blank).as_py() or 0
         n_trailer = 0
-        if self._trailer is not None:
-            trailer = pc.match_substring_regex(batch.column(first), self._trailer.pattern)
-            n_trailer = pc.sum(pc.and_not(trailer, blank)).as_py() or 0
-            drop = pc.or_(drop, trailer)
+        if self._trailer is not None and last:
+            matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
+            matches = pc.and_not(matches, blank).to_numpy(zero_copy_only=False)
+            body = np.flatnonzero(~matches & ~blank.to_numpy(zero_copy_only=False))
+            tail = body[-1] + 1 if len(body) else 0
+            trailer = matches & (np.arange(batch.num_rows) >= tail)
+            n_trailer = int(trailer.sum())
+            drop = pc.or_(drop, pa.array(trailer))
         if not n_blank and not n_trailer:
             return None
         self.account.blank_rows += n_blank

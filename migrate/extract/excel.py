@@ -100,6 +100,9 @@ class ExcelReader:
         width = len(self.columns)
         rows = islice(self._sheet.iter_rows(), self._skip, None)
         ordinal = 0
+        # Rows matching the trailer pattern wait here: they are trailers only if no data
+        # follows them (a trailer ends the sheet), else data in their place.
+        pending: list[tuple[int, list[str]]] = []
         while chunk := list(islice(rows, self._batch_rows)):
             texts = []
             ordinals = []
@@ -109,8 +112,12 @@ class ExcelReader:
                 if not any(cell.strip() for cell in cells):
                     self.account.blank_rows += 1
                 elif self._trailer is not None and self._trailer.search(cells[0]):
-                    self.account.trailer_rows += 1
+                    pending.append((ordinal + offset, cells))
                 else:
+                    for waited, held in pending:
+                        texts.append(held)
+                        ordinals.append(waited)
+                    pending.clear()
                     texts.append(cells)
                     ordinals.append(ordinal + offset)
             ordinal += len(chunk)
@@ -120,6 +127,7 @@ class ExcelReader:
                     pa.RecordBatch.from_arrays(arrays, names=self.columns),
                     np.asarray(ordinals, dtype=np.int64),
                 )
+        self.account.trailer_rows += len(pending)
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         return ordinals + self._first_data_row

@@ -414,6 +414,24 @@ def test_trailer_pattern_is_matched_against_the_first_field(tmp_path: Path) -> N
     assert reader.account.unreadable == []
 
 
+@pytest.mark.parametrize("block_bytes", [None, 24], ids=["one-batch", "many-batches"])
+def test_a_data_row_matching_the_trailer_pattern_is_data_unless_it_ends_the_file(
+    tmp_path: Path, block_bytes: int | None
+) -> None:
+    # A site called EOF-7 in the middle is a row like any other; only the end holds trailers.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", "EOF-7,b,EDMI", "3,c,EDMI", "EOF,,", ""]
+    path = write(tmp_path / "trailer.csv", lines)
+
+    options = {} if block_bytes is None else {"block_bytes": block_bytes}
+    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", **options)
+    rows, numbers = read_all(reader)
+
+    assert [row["MPAN"] for row in rows] == ["1", "EOF-7", "3"]
+    assert numbers == [2, 3, 4]
+    assert reader.account.trailer_rows == 1
+    assert reader.account.blank_rows == 1
+
+
 def test_ragged_data_row_mentioning_the_trailer_word_stays_unreadable(tmp_path: Path) -> None:
     # Only the first field is a trailer's mark: a ragged data row must not vanish as a trailer.
     lines = ["MPAN,Serial,Notes", "1,a,ok", "2,b,EOF reached,early", "3,c,ok", "EOF"]

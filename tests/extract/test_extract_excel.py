@@ -258,6 +258,33 @@ def test_blank_rows_are_counted_and_row_numbers_are_excels(tmp_path: Path) -> No
     assert reader.account.unreadable == []
 
 
+@pytest.mark.parametrize("batch_rows", [1000, 2], ids=["one-batch", "many-batches"])
+def test_a_row_matching_the_trailer_pattern_is_data_unless_it_ends_the_sheet(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    path = workbook(
+        tmp_path / "eof.xlsx",
+        {
+            "Estate": [
+                ["Premises Ref", "Electricity MPAN"],  # 1
+                ["P1", 1],  # 2
+                ["EOF-7", 2],  # 3: a site, not the end
+                [],  # 4
+                ["P3", 3],  # 5
+                ["EOF", None],  # 6: the trailer
+            ]
+        },
+    )
+
+    reader = ExcelReader(path, REQUIRED, trailer=r"^EOF", batch_rows=batch_rows)
+    rows, numbers = read_all(reader)
+
+    assert [row["Premises Ref"] for row in rows] == ["P1", "EOF-7", "P3"]
+    assert numbers == [2, 3, 5]
+    assert reader.account.trailer_rows == 1
+    assert reader.account.blank_rows == 1
+
+
 def test_row_numbers_when_the_sheet_starts_below_row_one(tmp_path: Path) -> None:
     """Nothing at all in rows 1-3 or column A: the used range starts at B4."""
     path = tmp_path / "offset.xlsx"
