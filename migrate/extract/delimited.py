@@ -77,8 +77,21 @@ def detect_encoding(path: Path) -> str:
         return "utf-16-le"
     if len(head) >= 4 and head[0] == 0 and head[2] == 0 and head[1] != 0:
         return "utf-16-be"
-    if _decodes(path, "utf-8") is None:
+    not_utf8 = _decodes(path, "utf-8")
+    if not_utf8 is None:
         return "utf-8"
+    utf8 = _first_non_ascii(path, not_utf8[0])
+    if utf8 is not None:
+        # Read as Windows-1252, every UTF-8 character before it would turn into two or three
+        # wrong ones (Zürich as ZÃ¼rich), silently; read as UTF-8, this byte cannot be read.
+        raise InputError(
+            path,
+            "mixes encodings: UTF-8 text (from offset "
+            f"{utf8[0]}, line {utf8[1]}) and a byte that is not UTF-8 (offset {not_utf8[0]}, "
+            f"line {not_utf8[1]}); either way part of it would be garbled. Fix the file, or "
+            "set `encoding` in the mapping if you know which one it is",
+            row=not_utf8[1],
+        )
     failure = _undefined_in_cp1252(path)
     if failure is not None:
         raise InputError(
@@ -109,6 +122,22 @@ def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return offset, lines
+    return None
+
+
+def _first_non_ascii(path: Path, stop: int) -> tuple[int, int] | None:
+    """The offset and line of the first byte from 0x80 before `stop`, if any: before the
+    first byte that is not UTF-8, such a byte begins a well-formed UTF-8 character."""
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        while offset < stop and (chunk := handle.read(min(SCAN_BYTES, stop - offset))):
+            high = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) >= 0x80)
+            if len(high):
+                first = int(high[0])
+                return offset + first, lines + chunk.count(b"\n", 0, first)
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
     return None
 
 

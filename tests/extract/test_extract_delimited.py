@@ -128,6 +128,26 @@ def test_a_file_neither_utf8_nor_windows_1252_is_refused_naming_the_line(tmp_pat
     assert str(path) in str(caught.value)
 
 
+def test_a_file_mixing_utf8_and_windows_1252_is_refused_not_garbled(tmp_path: Path) -> None:
+    # UTF-8 "Zürich" on line 2, then one Windows-1252 "é" in a note on line 3: read as
+    # Windows-1252 the manufacturer would silently become "ZÃ¼rich".
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "MPAN,Serial,Make\n1312345678907,a,Landis+Gyr Zürich\n".encode()
+        + b"1012345678901,caf\xe9,EDMI\n"
+    )
+
+    with pytest.raises(InputError) as caught:
+        DelimitedReader(path, REQUIRED)
+
+    assert caught.value.row == 3
+    assert "mixes encodings" in caught.value.problem
+    assert "line 2" in caught.value.problem
+
+    reader = DelimitedReader(path, REQUIRED, encoding="cp1252")  # the engineer's call
+    assert read_all(reader)[0][0]["Make"] == "Landis+Gyr ZÃ¼rich"
+
+
 def test_explicit_encoding_is_used_without_detection(tmp_path: Path) -> None:
     path = write(tmp_path / "latin.csv", ["MPAN,Serial", "1,Ångström"], encoding="latin-1")
 
