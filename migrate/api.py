@@ -592,11 +592,11 @@ def audit_verify(db: str | None = None) -> Verification:
     from migrate.store.engine import make_engine, require_current
     from migrate.store.snapshot import reader
 
-    engine = make_engine(db)
-    require_current(engine)
     # One snapshot, without the write lock: commits go on meanwhile, and are not seen.
-    with reader(engine) as snapshot, snapshot.connect() as connection:
-        return verify_log_fast(connection, audit_key())
+    with reader(make_engine(db)) as snapshot:
+        require_current(snapshot)
+        with snapshot.connect() as connection:
+            return verify_log_fast(connection, audit_key())
 
 
 def audit_export(out: Path, db: str | None = None) -> int:
@@ -604,16 +604,21 @@ def audit_export(out: Path, db: str | None = None) -> int:
     from migrate.audit import to_jsonl
     from migrate.store import audit_log
     from migrate.store.engine import make_engine, require_current
+    from migrate.store.snapshot import reader
 
-    engine = make_engine(db)
-    require_current(engine)
+    if out.is_dir():
+        raise ConfigError(out, "is a folder: give the file to write the records to")
     count = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = out.with_name(f".{out.name}.tmp")
-    with engine.connect() as connection, scratch.open("w", encoding="utf-8") as handle:
-        for line in to_jsonl(audit_log.records(connection)):
-            handle.write(line + "\n")
-            count += 1
+    # Read without the write lock, one snapshot: an export during a commit neither waits
+    # for it nor holds it up.
+    with reader(make_engine(db)) as snapshot:
+        require_current(snapshot)
+        with snapshot.connect() as connection, scratch.open("w", encoding="utf-8") as handle:
+            for line in to_jsonl(audit_log.records(connection)):
+                handle.write(line + "\n")
+                count += 1
     scratch.replace(out)
     return count
 

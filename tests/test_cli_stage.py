@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +64,35 @@ def test_a_second_live_request_for_an_installation_exits_2_naming_it(staged: Pat
     again = runner.invoke(app, ["stage", "later/plan.json", "--batch", "w2", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["staged"] == 1
+
+
+@pytest.mark.parametrize(
+    ("plan", "problem"), [("nowhere.json", "no such plan file"), (".", "not a plan file")]
+)
+def test_a_plan_that_is_not_a_file_exits_2_naming_it(staged: Path, plan: str, problem: str) -> None:
+    result = runner.invoke(app, ["stage", plan, "--batch", "w9"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert problem in result.stderr and "internal error" not in result.stderr
+
+
+def test_audit_verify_and_export_answer_while_a_writer_holds_the_store(staged: Path) -> None:
+    writer = sqlite3.connect(staged / "store.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a commit worker, mid-transaction
+        verified = runner.invoke(app, ["audit", "verify"])
+        assert verified.exit_code == 0, verified.output
+        assert "audit log verifies: 306 records" in verified.stdout
+        exported = runner.invoke(app, ["audit", "export", "--jsonl", "audit.jsonl"])
+        assert exported.exit_code == 0, exported.output
+        assert len(Path("audit.jsonl").read_text().splitlines()) == 306
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_audit_export_to_a_folder_exits_2_and_leaves_nothing(staged: Path) -> None:
+    Path("out").mkdir()
+    result = runner.invoke(app, ["audit", "export", "--jsonl", "out"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "is a folder" in result.stderr
+    assert not list(staged.glob(".*.tmp"))

@@ -7,10 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from migrate.audit import AuditRecord, Verification, seal_many, sealed_with, verify
 from migrate.audit.columnar import PER_ROW, seal_columns
@@ -211,6 +212,9 @@ def records(connection: Connection) -> Iterator[AuditRecord]:
         yield AuditRecord(**values)
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def head(connection: Connection) -> tuple[int, str] | None:
     found = connection.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW)
@@ -218,6 +222,41 @@ def head(connection: Connection) -> tuple[int, str] | None:
     return None if found is None else (int(found.seq), str(found.hash))
 
 
+def checked_head(connection: Connection) -> tuple[int, str] | Verification | None:
+    """The head kept apart, for a verification; or the verdict, when the store holds
+    records but no head (deleting it would hide a cut tail), or a head that is not one."""
+    try:
+        kept = head(connection)
+    except ValueError as error:  # a seq that is not a number
+        return Verification(False, 0, None, None, f"the audit head row is damaged: {error}")
+    if kept is None:
+        count = connection.execute(select(func.count()).select_from(audit)).scalar_one()
+        if count:
+            return Verification(
+                False,
+                0,
+                None,
+                None,
+                f"the store holds {count:,} audit record(s) but no head row: the head was "
+                "deleted, and without it a cut tail would not show",
+            )
+        return None
+    seq, hash_ = kept
+    if seq < 0 or not _HEX64.fullmatch(hash_):
+        return Verification(
+            False,
+            0,
+            None,
+            None,
+            f"the audit head row is damaged: seq {seq}, hash {hash_!r} (64 lowercase hex "
+            "digits expected)",
+        )
+    return kept
+
+
 def verify_log(connection: Connection, key: bytes | None) -> Verification:
     """The whole log against its chain, its MACs (with a key) and the head kept apart."""
-    return verify(records(connection), key=key, expected_head=head(connection))
+    kept = checked_head(connection)
+    if isinstance(kept, Verification):
+        return kept
+    return verify(records(connection), key=key, expected_head=kept)

@@ -33,7 +33,7 @@ from migrate.audit.columnar import (
     is_plain,
     verify_chunks,
 )
-from migrate.store.audit_log import head, verify_log
+from migrate.store.audit_log import checked_head, verify_log
 from migrate.store.schema import audit
 
 CHUNK_ROWS = 100_000
@@ -179,7 +179,9 @@ def verify_log_fast(
     """The whole log against its chain, its MACs (with a key) and the head kept apart, as
     `verify_log` checks it. `after`, a verification of this log made earlier (in this
     process: a good one, of records since unchanged), spares re-reading what it covered."""
-    kept = head(connection)
+    kept = checked_head(connection)
+    if isinstance(kept, Verification):
+        return kept
     count, last = connection.execute(select(func.count(), func.max(audit.c.seq))).one()
     start = (0, GENESIS)
     if after is not None and after.ok and after.head_hash is not None:

@@ -115,6 +115,8 @@ class StageResult:
 def _head(path: Path) -> dict[str, Any]:
     """The plan's head (everything before its lists), read without parsing the lists."""
     fields: dict[str, Any] = {}
+    if not path.is_file():
+        raise InputError(path, "no such plan file" if not path.exists() else "not a plan file")
     with path.open("rb") as handle:
         first = handle.readline()
         if first.strip() != b"{":

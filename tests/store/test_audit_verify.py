@@ -102,6 +102,36 @@ def test_an_altered_log_is_described_by_the_reference(logged: Logged, sql: str) 
     assert fast == reference
 
 
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("DELETE FROM audit_head; DELETE FROM audit WHERE seq > 300", "no head row"),
+        ("UPDATE audit_head SET hash = upper(hash)", "head row is damaged"),
+        ("UPDATE audit_head SET hash = 'xyz'", "head row is damaged"),
+        ("UPDATE audit_head SET seq = -1", "head row is damaged"),
+    ],
+    ids=["head-deleted-tail-cut", "head-upper-case", "head-not-a-hash", "head-negative"],
+)
+def test_a_missing_or_damaged_head_fails_verification_not_the_tool(
+    logged: Logged, sql: str, problem: str
+) -> None:
+    for statement in sql.split("; "):
+        _tamper(logged.engine, statement)
+    fast, reference = _both(logged.engine, logged.key)
+    assert fast == reference
+    assert not fast.ok and problem in (fast.problem or "")
+
+
+def test_a_new_store_verifies_empty(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    try:
+        with engine.connect() as connection:
+            assert verify_log_fast(connection, None) == Verification(True, 0, None, None, None)
+    finally:
+        engine.dispose()
+
+
 def test_a_wrong_key_or_none_at_all_fails_the_same(logged: Logged) -> None:
     fast, reference = _both(logged.engine, bytes(32))
     assert fast == reference and not fast.ok
