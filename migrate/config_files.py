@@ -14,10 +14,9 @@ from pydantic import BaseModel, ValidationError
 from migrate.errors import ConfigError
 
 
-def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
-    """Where files of a kind are looked for, in order: the explicit folder, the
-    environment's, ./<kind>, and the copies bundled with the package (so that an installed
-    toolkit works anywhere, and a local folder adds to the shipped files, not hides them)."""
+def own_folders(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
+    """The user's folders of a kind, in search order: the explicit one, the environment's,
+    ./<kind>. A folder named but missing is an error, not skipped."""
     folders = []
     for candidate in (explicit, Path(from_env) if from_env else None):
         if candidate is not None:
@@ -27,6 +26,14 @@ def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[
     local = Path.cwd() / kind
     if local.is_dir():
         folders.append(local)
+    return folders
+
+
+def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
+    """Where files of a kind are looked for, in order: the explicit folder, the
+    environment's, ./<kind>, and the copies bundled with the package (so that an installed
+    toolkit works anywhere, and a local folder adds to the shipped files, not hides them)."""
+    folders = own_folders(kind, explicit, from_env)
     bundled = Path(str(resources.files("migrate") / "bundled" / kind))
     # An editable install runs from the source tree, where the files sit beside the package.
     source = Path(str(resources.files("migrate"))).parent / kind
@@ -110,15 +117,9 @@ class ConfigKind(Generic[M]):
         """Where files of this kind are written: the explicit folder, the environment's, or
         ./<kind>; never the copies bundled with the package, which an upgrade replaces and
         every other user of the installation shares."""
-        from_env = os.environ.get(self.env)
-        for candidate in (explicit, Path(from_env) if from_env else None):
-            if candidate is not None:
-                if not candidate.is_dir():
-                    raise ConfigError(candidate, f"no such {self.folder} directory")
-                return candidate
-        local = Path.cwd() / self.folder
-        if local.is_dir():
-            return local
+        folders = own_folders(self.folder, explicit, os.environ.get(self.env))
+        if folders:
+            return folders[0]
         raise ConfigError(
             None,
             f"no {self.folder} folder to write to: give --{self.folder}-dir, set {self.env}, "
