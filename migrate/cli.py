@@ -1106,6 +1106,18 @@ def sim_extract(
         )
 
 
+def internal_error_text(error: Exception) -> str:
+    """What an unexpected error shows. A database's error says only its first line: the
+    lines after it may echo the failing row (PostgreSQL's DETAIL: MPANs, installation ids)."""
+    # SQLAlchemy's DBAPIError, known by its `orig` (the driver's error), without importing
+    # SQLAlchemy: commands that never touch the store do not pay for it.
+    orig = getattr(error, "orig", None)
+    if type(error).__module__.startswith("sqlalchemy") and isinstance(orig, Exception):
+        lines = str(orig).splitlines()
+        return f"{type(orig).__name__}: {lines[0] if lines else ''}"
+    return f"{type(error).__name__}: {error}"
+
+
 def main() -> None:
     """The console script. A bug shows as one line and exit code 3, never mistaken for
     exit code 1 (rows quarantined); --log-level DEBUG shows the traceback. Usage errors and
@@ -1127,7 +1139,7 @@ def main() -> None:
         if any(arg.upper().endswith("DEBUG") for arg in sys.argv):
             traceback.print_exc()
         stderr.print(
-            f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}"
+            f"[bold red]internal error:[/] {escape(internal_error_text(error))}"
             " (a bug: rerun with --log-level DEBUG for the traceback, and report it)",
             highlight=False,
         )

@@ -39,13 +39,15 @@ def shown(url: str) -> str:
 
 
 def make_engine(url: str | None = None) -> Engine:
+    """The store's engine. Its errors never show the statement's bound values (MPANs,
+    installation ids), which would otherwise reach stderr and the logs in their messages."""
     url = database_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError as error:
         raise ConfigError(None, f"not a database URL: {error}", key="db") from None
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _record):  # type: ignore[no-untyped-def]
@@ -67,7 +69,7 @@ def make_engine(url: str | None = None) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in {"", "psycopg2"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
 
 def alembic_config() -> Config:

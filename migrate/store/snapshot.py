@@ -25,7 +25,7 @@ def reader(engine: Engine) -> Iterator[Engine]:
     if engine.dialect.name != "sqlite":
         yield engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         return
-    snapshot = create_engine(engine.url, connect_args={"timeout": 30})
+    snapshot = create_engine(engine.url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(snapshot, "connect")
     def _autocommit(connection, _record):  # type: ignore[no-untyped-def]

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from migrate.cli import internal_error_text
 from migrate.store import bulk
 from migrate.store.engine import make_engine, upgrade
 
@@ -62,3 +64,14 @@ def test_a_row_already_there_fails_the_whole_transaction(store: Engine) -> None:
             connection, "capacity_use", ["supplier_mpid"], "supplier_mpid", ["A", "B"]
         )
     assert found == [("A",)]
+
+
+def test_a_database_error_does_not_show_the_values_bound(store: Engine) -> None:
+    with pytest.raises(DBAPIError) as failed, store.begin() as connection:
+        connection.execute(
+            text("INSERT INTO batches (name) VALUES (:name)"), {"name": "MPAN-1312345678907"}
+        )
+    shown = internal_error_text(failed.value)
+    assert "MPAN-1312345678907" not in shown  # PostgreSQL's DETAIL would echo the row
+    assert shown.startswith(("IntegrityError", "NotNullViolation"))
+    assert "1312345678907" not in str(failed.value).split("DETAIL")[0]  # not bound, hidden
