@@ -17,6 +17,7 @@ from migrate.audit.chain import (
     seal_many,
     sealed_with,
     to_jsonl,
+    valid_head,
     verify,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "seal_many",
     "sealed_with",
     "to_jsonl",
+    "valid_head",
     "verify",
 ]

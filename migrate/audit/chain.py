@@ -459,7 +459,8 @@ def _record_problem(
     return None
 
 
-def _head(expected_head: tuple[int, str]) -> tuple[int, str]:
+def valid_head(expected_head: tuple[int, str]) -> tuple[int, str]:
+    """The head as given, or ValueError saying why it cannot be one."""
     seq, hash_ = expected_head
     if type(seq) is not int or seq < 0:
         raise ValueError(f"expected_head: seq must be an integer from 0, not {seq!r}")
@@ -479,7 +480,7 @@ def verify(
     Streams: `records` may be a database cursor or from_jsonl of a file. An AuditFormatError
     from it becomes the problem; a bad record is reported, never raised."""
     mac = None if key is None else _Mac(key)
-    head = None if expected_head is None else _head(expected_head)
+    head = None if expected_head is None else valid_head(expected_head)
     if head is not None and head[0] == 0 and head[1] != GENESIS:
         return Verification(False, 0, None, None, "the head is at record 0 but not at GENESIS")
     count = 0

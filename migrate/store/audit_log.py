@@ -7,13 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
 from sqlalchemy import Connection, func, select, update
 
-from migrate.audit import AuditRecord, Verification, seal_many, sealed_with, verify
+from migrate.audit import (
+    AuditRecord,
+    Verification,
+    seal_many,
+    sealed_with,
+    valid_head,
+    verify,
+)
 from migrate.audit.columnar import PER_ROW, seal_columns
 from migrate.errors import ConfigError
 from migrate.store.bulk import execute_many, insert_new
@@ -212,9 +218,6 @@ def records(connection: Connection) -> Iterator[AuditRecord]:
         yield AuditRecord(**values)
 
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
 def head(connection: Connection) -> tuple[int, str] | None:
     found = connection.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW)
@@ -226,32 +229,22 @@ def checked_head(connection: Connection) -> tuple[int, str] | Verification | Non
     """The head kept apart, for a verification; or the verdict, when the store holds
     records but no head (deleting it would hide a cut tail), or a head that is not one."""
     try:
-        kept = head(connection)
-    except ValueError as error:  # a seq that is not a number
+        kept = head(connection)  # int() of the seq may fail too
+        if kept is not None:
+            return valid_head(kept)
+    except ValueError as error:
         return Verification(False, 0, None, None, f"the audit head row is damaged: {error}")
-    if kept is None:
-        count = connection.execute(select(func.count()).select_from(audit)).scalar_one()
-        if count:
-            return Verification(
-                False,
-                0,
-                None,
-                None,
-                f"the store holds {count:,} audit record(s) but no head row: the head was "
-                "deleted, and without it a cut tail would not show",
-            )
-        return None
-    seq, hash_ = kept
-    if seq < 0 or not _HEX64.fullmatch(hash_):
+    count = connection.execute(select(func.count()).select_from(audit)).scalar_one()
+    if count:
         return Verification(
             False,
             0,
             None,
             None,
-            f"the audit head row is damaged: seq {seq}, hash {hash_!r} (64 lowercase hex "
-            "digits expected)",
+            f"the store holds {count:,} audit record(s) but no head row: the head was "
+            "deleted, and without it a cut tail would not show",
         )
-    return kept
+    return None
 
 
 def verify_log(connection: Connection, key: bytes | None) -> Verification:

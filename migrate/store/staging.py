@@ -147,11 +147,10 @@ def check_inputs(plan: dict[str, Any], plan_path: Path) -> None:
             changed.append(f"{path} (changed)")
     if missing:
         # Most often the plan was made in another folder: its paths are relative to that one.
-        relative = [path for path in missing if not path.is_absolute()]
         hint = (
             f" A plan's relative paths are from the folder it was made in, not from here "
             f"({Path.cwd()}): run `migrate stage` from that folder."
-            if relative
+            if any(not path.is_absolute() for path in missing)
             else ""
         )
         raise StalePlan(
