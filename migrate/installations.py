@@ -50,11 +50,22 @@ def installation_codes(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.
 def first_positions(codes: np.ndarray, candidates: np.ndarray, count: int) -> np.ndarray:
     """For each code, the first of `candidates` (positions in priority order) that has it;
     -1 where none does."""
-    candidates = candidates[codes[candidates] >= 0]
+    owners = codes[candidates]
+    kept = owners >= 0
+    candidates, owners = candidates[kept], owners[kept]
     if len(candidates) == 0:
         return np.full(count, -1, dtype=np.int64)
+    # An extract lists an installation's rows together: only the first of each run of one
+    # owner can be its first. When the runs' owners never repeat (the usual case), each
+    # run's first is its owner's; otherwise the earliest run wins, by a scatter-minimum.
+    starts = np.flatnonzero(np.concatenate([[True], owners[1:] != owners[:-1]]))
+    candidates, owners = candidates[starts], owners[starts]
+    first = np.full(count, -1, dtype=np.int64)
+    if np.all(owners[1:] > owners[:-1]):
+        first[owners] = candidates
+        return first
     rank = np.full(count, len(candidates), dtype=np.int64)
-    np.minimum.at(rank, codes[candidates], np.arange(len(candidates)))
+    np.minimum.at(rank, owners, np.arange(len(candidates)))
     found = rank < len(candidates)
     return np.where(found, candidates[np.minimum(rank, len(candidates) - 1)], -1)
 
