@@ -8,6 +8,7 @@ that cannot be read leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -496,6 +497,8 @@ class OutputWriter:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
+        # The folders above out_dir this run makes: an ingest that fails takes them away too.
+        self._made = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir.parent))
         self._pool = ThreadPoolExecutor(max_workers=2)
@@ -518,11 +521,15 @@ class OutputWriter:
         for name in OUTPUT_FILES:
             os.replace(self.scratch / name, self.out_dir / name)
             written.append(self.out_dir / name)
+        self._made = []
         return written
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
+        for folder in self._made:  # deepest first; one that holds anything else stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def __enter__(self) -> OutputWriter:
         return self

@@ -74,6 +74,18 @@ def test_unreadable_file_exits_2_naming_the_file_and_writes_nothing(tmp_path: Pa
     assert not out.exists()
 
 
+def test_failed_ingest_takes_away_the_output_folders_it_made(tmp_path: Path) -> None:
+    path = tmp_path / "estate.xlsx"
+    path.write_bytes(b"this is not a workbook at all")
+    (tmp_path / "runs" / "kept").mkdir(parents=True)
+    out = tmp_path / "runs" / "2026" / "cohort" / "out"
+    result = runner.invoke(
+        app, ["ingest", str(path), "--mapping", "edmi_foc_estate", "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept"]
+
+
 def test_missing_extract_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["ingest", str(tmp_path / "absent.csv"), "--mapping", "landis_ioc_devices"]
