@@ -216,8 +216,12 @@ class DelimitedReader:
         self._quoted = codecs.lookup(self.encoding).name not in BYTE_SEARCHABLE or _contains(
             path, b'"'
         )
+        # Every record the parser skipped, in file order, and whether its first field looks
+        # like a trailer's: which of them are trailers is known only once the end is reached.
         self._unreadable_text: list[str] = []
+        self._trailer_like: list[bool] = []
         self._emitted = 0
+        self._last_kept = -1  # the ordinal of the last data record emitted
         self._skipped_positions = np.empty(0, dtype=np.int64)
         # Records whose quoted fields hold line breaks: their ordinals and extra lines.
         self._multiline: list[tuple[np.ndarray, np.ndarray]] = []
@@ -267,10 +271,10 @@ class DelimitedReader:
         raise max(failures, key=lambda failure: failure[0])[1]
 
     def _on_invalid_row(self, row: pacsv.InvalidRow) -> str:
-        if self._trailer is not None and self._trailer.search(self._first_field(row.text)):
-            self.account.trailer_rows += 1
-        else:
-            self._unreadable_text.append(row.text)
+        self._unreadable_text.append(row.text)
+        self._trailer_like.append(
+            self._trailer is not None and bool(self._trailer.search(self._first_field(row.text)))
+        )
         return "skip"
 
     def _first_field(self, text: str) -> str:
@@ -329,6 +333,7 @@ class DelimitedReader:
             batch = batch.filter(keep)
             ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
         if batch.num_rows:
+            self._last_kept = int(ordinals[-1])
             yield batch, ordinals
 
     def _open(self, stream: Utf8Stream | None) -> pacsv.CSVStreamingReader | None:
@@ -410,7 +415,9 @@ class DelimitedReader:
         """Find the lines of the rows the parser skipped; only runs when there were some.
 
         pyarrow reports a skipped row's text but not its position, so the file is searched
-        once more for those texts, in order.
+        once more for those texts, in order. A skipped row that looks like a trailer is one
+        only if it ends the file (after the last data row, with only trailers after it):
+        anywhere else it is a data row cut short, quarantined like any other.
         """
         if not self._unreadable_text:
             return
@@ -419,7 +426,20 @@ class DelimitedReader:
             found = self._find_lines_in_bytes(first_data_line)
         else:
             found = self._find_lines_in_text(first_data_line)
-        for line_number, text in zip(found, self._unreadable_text, strict=False):
+        self._skipped_positions = np.asarray(found, dtype=np.int64) - first_data_line
+        last_data = (
+            int(self.source_rows(np.array([self._last_kept]))[0]) if self._last_kept >= 0 else 0
+        )
+        unread = len(self._unreadable_text)
+        while (
+            unread
+            and unread <= len(found)
+            and self._trailer_like[unread - 1]
+            and found[unread - 1] > last_data
+        ):
+            unread -= 1
+        self.account.trailer_rows += len(self._unreadable_text) - unread
+        for line_number, text in zip(found[:unread], self._unreadable_text[:unread], strict=False):
             cells = tuple(next(csv.reader([text], delimiter=self.delimiter), []))
             self.account.unreadable.append(
                 UnreadableRow(
@@ -431,9 +451,8 @@ class DelimitedReader:
         # A skipped record spanning lines cannot be found by its text: kept, at row 0.
         self.account.unreadable.extend(
             UnreadableRow(0, "a record the parser could not split; its line was not found")
-            for _ in self._unreadable_text[len(found) :]
+            for _ in self._unreadable_text[len(found) : unread]
         )
-        self._skipped_positions = np.asarray(found, dtype=np.int64) - first_data_line
 
     def _find_lines_in_bytes(self, first_data_line: int) -> list[int]:
         """Search the mapped file for each skipped row, encoded as the file is: memchr speed

@@ -452,6 +452,25 @@ def test_a_data_row_matching_the_trailer_pattern_is_data_unless_it_ends_the_file
     assert reader.account.blank_rows == 1
 
 
+@pytest.mark.parametrize("block_bytes", [None, 24], ids=["one-batch", "many-batches"])
+def test_a_short_row_looking_like_a_trailer_is_a_trailer_only_at_the_end(
+    tmp_path: Path, block_bytes: int | None
+) -> None:
+    # "EOF-7,b" is a site's row cut short, not the end of the file: it must be quarantined,
+    # not dropped, and the rows after it keep their line numbers.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", "EOF-7,b", "3,c,EDMI", "4,d,EDMI", "EOF,2", "EOF"]
+    path = write(tmp_path / "trailer.csv", lines)
+
+    options = {} if block_bytes is None else {"block_bytes": block_bytes}
+    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", **options)
+    rows, numbers = read_all(reader)
+
+    assert [row["MPAN"] for row in rows] == ["1", "3", "4"]
+    assert numbers == [2, 4, 5]
+    assert [(u.row, u.cells) for u in reader.account.unreadable] == [(3, ("EOF-7", "b"))]
+    assert reader.account.trailer_rows == 2
+
+
 def test_ragged_data_row_mentioning_the_trailer_word_stays_unreadable(tmp_path: Path) -> None:
     # Only the first field is a trailer's mark: a ragged data row must not vanish as a trailer.
     lines = ["MPAN,Serial,Notes", "1,a,ok", "2,b,EOF reached,early", "3,c,ok", "EOF"]
