@@ -7,6 +7,7 @@ as integers and anything else is left for the mapping to reject.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -44,7 +45,19 @@ def as_strings(column: pa.Array) -> pa.Array:
         return column.cast(pa.string())
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return column.cast(pa.string())
+    if pa.types.is_fixed_size_binary(kind) or pa.types.is_null(kind):
+        return column.cast(pa.string())  # a column a warehouse left empty is typed null
     raise TypeError(f"unsupported column type {kind}")
+
+
+def json_text(column: pa.Array) -> pa.Array:
+    """A column with no plain text (lists, structs, maps, durations) as JSON, value by value:
+    never a field the mapping reads, but part of the row, so two rows that differ only there
+    still differ."""
+    return pa.array(
+        [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
+        pa.string(),
+    )
 
 
 def _float_strings(column: pa.Array) -> pa.Array:
@@ -93,6 +106,7 @@ class ParquetReader:
             raise InputError(path, f"not a readable Parquet file: {error}") from error
         names = self._file.schema_arrow.names
         _, self.columns = match_header(path, [names], required, where="of the schema")
+        self._used = {name.strip().casefold() for name in required}
         self._emitted = 0
 
     def described(self) -> dict[str, object]:
@@ -103,15 +117,20 @@ class ParquetReader:
             for batch in self._file.iter_batches(batch_size=self._batch_rows):
                 columns = []
                 for name, column in zip(self.columns, batch.columns, strict=True):
-                    try:
-                        columns.append(as_strings(column))
-                    except TypeError as error:
-                        raise InputError(self.path, str(error), column=name) from error
+                    columns.append(self._strings(name, column))
                 ordinals = np.arange(self._emitted, self._emitted + batch.num_rows)
                 self._emitted += batch.num_rows
                 yield pa.RecordBatch.from_arrays(columns, names=self.columns), ordinals
         except (pa.ArrowException, OSError) as error:
             raise InputError(self.path, f"cannot be read: {error}") from error
+
+    def _strings(self, name: str, column: pa.Array) -> pa.Array:
+        try:
+            return as_strings(column)
+        except TypeError as error:
+            if name.casefold() not in self._used:
+                return json_text(column)
+            raise InputError(self.path, str(error), column=name) from error
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         return ordinals + 1

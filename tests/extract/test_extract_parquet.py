@@ -305,7 +305,36 @@ def test_required_column_twice_in_the_schema_is_refused(tmp_path: Path) -> None:
     assert caught.value.path == str(path)
 
 
-def test_a_column_type_that_has_no_text_is_refused_naming_the_column(tmp_path: Path) -> None:
+def test_an_unused_nested_column_is_kept_as_json_text(tmp_path: Path) -> None:
+    # A warehouse's extra list or struct column is no reason to refuse the file; it stays
+    # part of each row, so rows differing only there are not duplicates.
+    path = write(
+        tmp_path / "nested.parquet",
+        {
+            "mpxn number": pa.array([1.0, 1.0, 1.0]),
+            "device id": pa.array(["D1", "D1", "D1"]),
+            "history": pa.array([[1, 2], [1, 3], None]),
+            "site": pa.array([{"code": "S1"}, {"code": "S1"}, {"code": None}]),
+        },
+    )
+    rows, _ = read_all(ParquetReader(path, REQUIRED))
+
+    assert [row["history"] for row in rows] == ["[1, 2]", "[1, 3]", None]
+    assert [row["site"] for row in rows] == ['{"code": "S1"}', '{"code": "S1"}', '{"code": null}']
+
+
+def test_a_column_left_empty_is_read_as_empty(tmp_path: Path) -> None:
+    # An all-empty column is typed null in Parquet; it is a column like any other.
+    path = write(
+        tmp_path / "empty.parquet",
+        {"mpxn number": pa.array([1.0]), "device id": pa.array(["D1"]), "notes": pa.nulls(1)},
+    )
+    rows, _ = read_all(ParquetReader(path, [*REQUIRED, "notes"]))
+
+    assert rows == [{"mpxn number": "1", "device id": "D1", "notes": None}]
+
+
+def test_a_used_column_whose_type_has_no_text_is_refused_naming_it(tmp_path: Path) -> None:
     path = write(
         tmp_path / "nested.parquet",
         {
@@ -314,7 +343,7 @@ def test_a_column_type_that_has_no_text_is_refused_naming_the_column(tmp_path: P
             "history": pa.array([[1, 2]]),
         },
     )
-    reader = ParquetReader(path, REQUIRED)
+    reader = ParquetReader(path, [*REQUIRED, "history"])
 
     with pytest.raises(InputError) as caught:
         list(reader.batches())
