@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
@@ -234,3 +236,38 @@ def test_a_ragged_row_with_an_unknown_key_invents_no_installation(
         (4, "RAGGED_ROW", None)
     ]
     assert result.summary.balanced and result.summary.rows_quarantined == 1
+
+
+def test_an_edmi_date_cell_with_a_time_of_day_is_its_date(tmp_path: Path) -> None:
+    # Excel keeps a date as a number that may carry a fraction of a day: the workbook's
+    # "Commissioned On" is still a date, not INVALID_DATE.
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Estate"
+    header = ["Premises Ref", "Electricity MPAN", "Gas MPRN", "Hub EUI", "Hub Firmware"]
+    header += ["Elec Meter EUI", "Elec Meter Model", "Elec Meter Firmware", "Elec Meter Serial"]
+    header += ["Gas Meter EUI", "Gas Meter Make", "Gas Meter Model", "Gas Meter Firmware"]
+    header += ["Gas Meter Serial", "PPMID EUI", "PPMID Firmware", "IHD EUI"]
+    header += ["Commissioned On", "Mode", "Supplier"]
+    sheet.append(header)
+    row = dict.fromkeys(header, None)
+    row.update(
+        {
+            "Premises Ref": "ED1",
+            "Hub EUI": "00-1B-C5-23-0B-0B-18-F7",
+            "Hub Firmware": "0x406",
+            "Mode": "ACTIVE",
+            "Supplier": "SWEB",
+        }
+    )
+    for when in (dt.datetime(2015, 10, 1, 14, 30), dt.date(2015, 10, 2)):
+        sheet.append(list({**row, "Commissioned On": when}.values()))
+        row["Premises Ref"] = "ED2"
+    path = tmp_path / "edmi.xlsx"
+    book.save(path)
+
+    result = ingest([path], "edmi_foc_estate")
+
+    assert result.quarantine.num_rows == 0
+    dates = result.installations.column("install_date").to_pylist()
+    assert dates == [dt.date(2015, 10, 1), dt.date(2015, 10, 2)]
