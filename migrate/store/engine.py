@@ -2,7 +2,9 @@
 
 SQLite (a file in the working folder, WAL mode) for one engineer; PostgreSQL (psycopg 3) for
 production and for several workers at once. The schema is versioned by Alembic; a store at an
-older version is refused with the command that upgrades it, never used half-migrated.
+older version is refused with the command that upgrades it, never used half-migrated, and a
+store at a version this toolkit does not know (a newer toolkit upgraded it) is refused by every
+command, `migrate db upgrade` included: no migration here can take it back.
 """
 
 from __future__ import annotations
@@ -86,6 +88,21 @@ def head_revision() -> str:
     return head
 
 
+def _refuse_newer(engine: Engine, current: str) -> None:
+    """Refuse a store at a revision none of this toolkit's migrations made: Alembic cannot
+    place it, so the advice to upgrade would only fail again."""
+    script = ScriptDirectory.from_config(alembic_config())
+    if any(known.revision == current for known in script.walk_revisions()):
+        return
+    raise ConfigError(
+        None,
+        f"the store at {shown(str(engine.url))} is newer than this toolkit: it is at schema "
+        f"version {current}, and this toolkit knows versions up to {script.get_current_head()}. "
+        "Use the newer toolkit that upgraded it (`migrate db upgrade` cannot take a store back)",
+        key="db",
+    )
+
+
 def current_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as connection:
@@ -99,6 +116,8 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest version; returns (from, to)."""
     before = current_revision(engine)
+    if before is not None:
+        _refuse_newer(engine, before)
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -107,12 +126,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 
 def require_current(engine: Engine) -> None:
-    """Refuse a store that is missing or behind, naming the command that fixes it."""
+    """Refuse a store that is missing or behind, naming the command that fixes it, or ahead
+    of this toolkit."""
     current = current_revision(engine)
     head = head_revision()
     where = shown(str(engine.url))
     if current is None:
         raise ConfigError(None, f"no store at {where} yet: run `migrate db upgrade`", key="db")
+    _refuse_newer(engine, current)
     if current != head:
         raise ConfigError(
             None,

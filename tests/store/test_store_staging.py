@@ -63,9 +63,9 @@ def test_a_store_must_be_upgraded_before_use_and_says_how(db_url: str) -> None:
     assert (before, after) == (None, head_revision())
     require_current(engine)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     with pytest.raises(
-        ConfigError, match=f"at schema version 0000, this toolkit needs {head_revision()}"
+        ConfigError, match=f"at schema version 0001, this toolkit needs {head_revision()}"
     ):
         require_current(engine)
     engine.dispose()
