@@ -391,7 +391,7 @@ def stage(
         make_engine(db),
         plan_path,
         batch=batch,
-        actor=actor or audit_log.default_actor(),
+        actor=audit_log.actor_name(actor),
         key=audit_key(),
     )
 
@@ -426,7 +426,7 @@ def commit(
             batch,
             gateways,
             options=options or CommitOptions(),
-            actor=actor or audit_log.default_actor(),
+            actor=audit_log.actor_name(actor),
             key=audit_key(),
             gateway_name=shown,
             stop=stopping,
@@ -490,7 +490,7 @@ def requeue(
         batch,
         reasons=reasons,
         installations=installations,
-        actor=actor or audit_log.default_actor(),
+        actor=audit_log.actor_name(actor),
         key=audit_key(),
     )
 
@@ -512,7 +512,7 @@ def withdraw(
         make_engine(db),
         batch,
         installations=installations,
-        actor=actor or audit_log.default_actor(),
+        actor=audit_log.actor_name(actor),
         key=audit_key(),
     )
 
@@ -551,7 +551,7 @@ def reconcile(
         out=out,
         stuck_after=stuck_after or DEFAULT_STUCK_AFTER,
         requeue=requeue,
-        actor=actor or audit_log.default_actor(),
+        actor=audit_log.actor_name(actor),
         key=audit_key(),
         now=now,
         mappings_dir=mappings_dir,

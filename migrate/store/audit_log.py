@@ -23,7 +23,7 @@ from migrate.audit import (
 from migrate.audit.columnar import PER_ROW, seal_columns
 from migrate.errors import ConfigError
 from migrate.store.bulk import execute_many, insert_new
-from migrate.store.schema import audit, audit_head
+from migrate.store.schema import audit, audit_head, require_name
 
 HEAD_ROW = 1
 _TYPES = {
@@ -40,6 +40,11 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def actor_name(actor: str | None) -> str:
+    """Who the records name: --actor, else the OS user; checked before anything is written."""
+    return require_name(actor or default_actor(), "actor")
 
 
 def now() -> str:

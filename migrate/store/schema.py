@@ -19,19 +19,36 @@ from sqlalchemy import (
     Text,
 )
 
+from migrate.errors import ConfigError
+
 metadata = MetaData()
+# The longest batch name or actor the store keeps (their columns' length).
+NAME_LENGTH = 200
+
+
+def require_name(value: str, option: str) -> str:
+    """A batch name or actor as given (--batch, --actor), refused when longer than its
+    columns hold: PostgreSQL would refuse it mid-write where SQLite keeps it whole."""
+    if len(value) > NAME_LENGTH:
+        raise ConfigError(
+            None,
+            f"--{option} is {len(value):,} characters long; the store keeps at most {NAME_LENGTH}",
+            key=option,
+        )
+    return value
+
 
 batches = Table(
     "batches",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", String(NAME_LENGTH), primary_key=True),
     Column("cohort", String(100), nullable=False),
     Column("plan_sha256", String(64), nullable=False),
     Column("plan_path", Text, nullable=False),
     # The plan's input hashes (extracts, mapping, cohort) as JSON: what the batch was made of.
     Column("inputs", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(200), nullable=False),
+    Column("created_by", String(NAME_LENGTH), nullable=False),
     # The limits of the cohort rules the plan was made with (NULL: staged before 0004).
     Column("capacity_per_day", Integer),
     Column("max_attempts", Integer),
@@ -40,7 +57,7 @@ batches = Table(
 installations = Table(
     "installations",
     metadata,
-    Column("batch", String(200), primary_key=True),
+    Column("batch", String(NAME_LENGTH), primary_key=True),
     Column("installation_id", String(200), primary_key=True),
     Column("supplier_mpid", String(20)),
     Column("smso", String(100)),
@@ -55,7 +72,7 @@ installations = Table(
 devices = Table(
     "devices",
     metadata,
-    Column("batch", String(200), primary_key=True),
+    Column("batch", String(NAME_LENGTH), primary_key=True),
     Column("installation_id", String(200), primary_key=True),
     Column("device_id", String(23), primary_key=True),
     Column("device_type", String(10), nullable=False),
@@ -75,7 +92,7 @@ requests = Table(
     # One enrolment request per installation per cohort, named by its idempotency key.
     Column("idempotency_key", String(64), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
-    Column("batch", String(200), nullable=False),
+    Column("batch", String(NAME_LENGTH), nullable=False),
     Column("cohort", String(100), nullable=False),
     Column("installation_id", String(200), nullable=False),
     Column("supplier_mpid", String(20)),
@@ -126,9 +143,9 @@ audit = Table(
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("at", String(40), nullable=False),
-    Column("actor", String(200), nullable=False),
+    Column("actor", String(NAME_LENGTH), nullable=False),
     Column("command", String(50), nullable=False),
-    Column("batch", String(200)),
+    Column("batch", String(NAME_LENGTH)),
     Column("installation_id", String(200)),
     Column("idempotency_key", String(64)),
     Column("from_state", String(20)),

@@ -34,7 +34,7 @@ from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
 from migrate.store.bulk import insert_new, rows_where_in
 from migrate.store.engine import require_current
-from migrate.store.schema import batches
+from migrate.store.schema import batches, require_name
 from migrate.store.states import RequestState, check_transition
 
 # What staging reads of the other requests of the installations it stages, by installation.
@@ -290,7 +290,7 @@ def stage(
     rules = COHORTS.load_file(Path(plan["cohort"]["path"]))
     plan_sha = file_digest(plan_path)
     cohort = plan["cohort"]["name"]
-    batch = batch or f"{cohort}-{plan_sha[:12]}"
+    batch = require_name(batch or f"{cohort}-{plan_sha[:12]}", "batch")
     at = dt.datetime.now(dt.UTC)
     entries = read_eligible(plan_path)
     inputs = {"plan": plan_sha}

@@ -13,6 +13,7 @@ from alembic import command
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
+from migrate import api
 from migrate.errors import ConfigError, InputError
 from migrate.plan import make_plan
 from migrate.store import audit_log
@@ -345,3 +346,20 @@ def test_staging_a_staged_plan_under_another_batch_name_is_refused(store, plan_f
     with pytest.raises(InputError, match=r"already staged, in batch\(es\) moc-1"):
         stage(store, plan_file, batch="moc-again", actor="tester", key=None)
     assert [c.batch for c in batch_status(store)] == ["moc-1"]
+
+
+@pytest.mark.parametrize("option", ["batch", "actor"])
+def test_a_batch_name_or_actor_longer_than_the_store_keeps_is_refused_before_any_write(  # type: ignore[no-untyped-def]
+    store, db_url: str, plan_file: Path, option: str
+) -> None:
+    """The same limit on both databases (PostgreSQL's column would refuse the write, SQLite's
+    keep it whole), for staging and for the commands that only record an actor."""
+    too_long = f"--{option} is 201 characters long; the store keeps at most 200"
+    with pytest.raises(ConfigError, match=too_long):
+        api.stage(plan_file, db=db_url, **{option: "x" * 201})
+    assert _count(store, batches) == _count(store, audit) == 0
+    staged = api.stage(plan_file, db=db_url, **{option: "x" * 200})
+    assert staged.staged == _count(store, requests) == _count(store, audit)
+    with pytest.raises(ConfigError, match="--actor is 201 characters long"):
+        api.withdraw(staged.batch, ["SEC0000002"], db=db_url, actor="x" * 201)
+    assert _count(store, audit) == staged.staged
