@@ -25,6 +25,10 @@ from migrate.errors import ConfigError
 
 ENV_URL = "MIGRATE_DATABASE_URL"
 DEFAULT_URL = "sqlite:///migrate.db"
+# What the store runs on: SQLite through Python's own driver, PostgreSQL through psycopg 3
+# (its COPY is the bulk path; `postgresql+psycopg2` URLs are taken to mean it).
+SCHEMES = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -48,6 +52,13 @@ def make_engine(url: str | None = None) -> Engine:
         parsed = make_url(url)
     except ArgumentError as error:
         raise ConfigError(None, f"not a database URL: {error}", key="db") from None
+    if parsed.drivername not in SCHEMES:
+        raise ConfigError(
+            None,
+            f"unsupported database URL scheme {parsed.drivername!r}: the store runs on "
+            "sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE",
+            key="db",
+        )
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
 
@@ -103,7 +114,34 @@ def _refuse_newer(engine: Engine, current: str) -> None:
     )
 
 
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite store; None for PostgreSQL, and for the in-memory and URI forms,
+    which SQLite resolves itself."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or "uri" in url.query:
+        return None
+    return Path(url.database)
+
+
+def _require_sqlite_database(path: Path) -> None:
+    """Refuse a file that is not a SQLite database before connecting to it, naming it: the
+    driver's own error says neither which file nor that --db is to blame. An empty file is
+    an empty database."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise ConfigError(path, f"cannot read the store: {error.strerror}", key="db") from None
+    if header and header != SQLITE_HEADER:
+        raise ConfigError(
+            path, "not a SQLite database: check --db or $MIGRATE_DATABASE_URL", key="db"
+        )
+
+
 def current_revision(engine: Engine) -> str | None:
+    path = _sqlite_file(engine)
+    if path is not None and path.exists():
+        _require_sqlite_database(path)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
@@ -127,8 +165,10 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def require_current(engine: Engine) -> None:
     """Refuse a store that is missing or behind, naming the command that fixes it, or ahead
-    of this toolkit."""
-    current = current_revision(engine)
+    of this toolkit. A SQLite file that is not there is not created: connecting would leave
+    an empty one behind."""
+    path = _sqlite_file(engine)
+    current = None if path is not None and not path.exists() else current_revision(engine)
     head = head_revision()
     where = shown(str(engine.url))
     if current is None:
