@@ -41,6 +41,11 @@ from migrate.store.states import RequestState, check_transition
 LIVE_COLUMNS = ["installation_id", "idempotency_key", "batch", "state"]
 
 
+def _listed(items: list[str]) -> str:
+    """The first ten items, and `...` for more: a message about 100,000 stays readable."""
+    return ", ".join(items[:10]) + (" ..." if len(items) > 10 else "")
+
+
 class StalePlan(TerminalError):
     """The plan's inputs changed since it was made: plan again before staging."""
 
@@ -50,11 +55,10 @@ class FingerprintConflict(TerminalError):
 
     def __init__(self, installations: list[str]) -> None:
         self.installations = installations
-        shown = ", ".join(installations[:10]) + (" ..." if len(installations) > 10 else "")
         super().__init__(
             f"{len(installations)} request key(s) are already staged with another payload "
-            f"fingerprint: {shown}. The store keeps the first: find out which payload is right "
-            "before staging these installations again."
+            f"fingerprint: {_listed(installations)}. The store keeps the first: find out which "
+            "payload is right before staging these installations again."
         )
 
 
@@ -69,10 +73,7 @@ class LiveRequestConflict(TerminalError):
         for installation, batch, state in conflicts:
             by_installation.setdefault(installation, []).append(f"{batch}, {state}")
         self.installations = list(by_installation)
-        shown = ", ".join(
-            f"{installation} ({'; '.join(held)})"
-            for installation, held in list(by_installation.items())[:10]
-        ) + (" ..." if len(by_installation) > 10 else "")
+        shown = _listed([f"{name} ({'; '.join(held)})" for name, held in by_installation.items()])
         states = {state for _, _, state in conflicts}
         advice = [
             f"{len(by_installation)} installation(s) already have a request that is not "
@@ -191,6 +192,20 @@ def _live_elsewhere(connection: Connection, fresh: pa.Table) -> list[tuple[str, 
     )
 
 
+def _refuse_repeats(ids: pa.Array, plan_path: Path) -> None:
+    """A plan lists each eligible installation once; one listed twice (an edited or joined
+    plan) would be a second request for it, and the store's keys would refuse it mid-write."""
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    if repeated:
+        raise InputError(
+            plan_path,
+            f"lists {len(repeated)} eligible installation(s) more than once: "
+            f"{_listed(sorted(repeated))}. `migrate plan` lists each once, so the plan was "
+            "edited or joined after it was made: make it again",
+        )
+
+
 def _payloads(
     entries: pa.Table, plan: dict[str, Any], plan_path: Path, owner: np.ndarray, flat: pa.Array
 ) -> pa.Array:
@@ -297,6 +312,7 @@ def stage(
     check_transition(None, RequestState.STAGED)
     keys = entries.column("idempotency_key").to_pylist()
     ids = pc.struct_field(entries.column("payload").combine_chunks(), "installation_id")
+    _refuse_repeats(ids, plan_path)
     with engine.begin() as connection:
         audit_log.require_matching_key(connection, key)
         # Taking the audit head first serialises stagers: the second sees the first's rows.

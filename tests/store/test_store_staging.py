@@ -363,3 +363,19 @@ def test_a_batch_name_or_actor_longer_than_the_store_keeps_is_refused_before_any
     with pytest.raises(ConfigError, match="--actor is 201 characters long"):
         api.withdraw(staged.batch, ["SEC0000002"], db=db_url, actor="x" * 201)
     assert _count(store, audit) == staged.staged
+
+
+def test_a_plan_listing_an_installation_twice_is_refused_naming_it(  # type: ignore[no-untyped-def]
+    store, plan_file: Path, tmp_path: Path
+) -> None:
+    """Not mistaken for a race with another stager (which a rerun would cure): the plan is
+    malformed, and nothing is written."""
+    lines = plan_file.read_text().splitlines(keepends=True)
+    first = lines.index('"eligible": [\n') + 1
+    repeated = json.loads(lines[first].rstrip().rstrip(","))["payload"]["installation_id"]
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text("".join([*lines[: first + 1], lines[first], *lines[first + 1 :]]))
+    with pytest.raises(InputError) as caught:
+        stage(store, doubled, batch="moc-1", actor="tester", key=None)
+    assert f"lists 1 eligible installation(s) more than once: {repeated}." in str(caught.value)
+    assert _count(store, batches) == _count(store, requests) == _count(store, audit) == 0
