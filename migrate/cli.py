@@ -377,6 +377,12 @@ def stage(
         _fail(error)
     if json_output:
         print(json.dumps(dataclasses.asdict(result), sort_keys=True))
+    elif result.requests == 0:
+        stdout.print(
+            f"batch {result.batch}: nothing to stage, the plan has no eligible installations "
+            "(`migrate report` shows why each was excluded)",
+            highlight=False,
+        )
     elif result.staged == 0:
         stdout.print(
             f"batch {result.batch}: nothing to stage, all {result.requests:,} requests "
