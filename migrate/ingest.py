@@ -316,6 +316,22 @@ def ingest(
     collected = _Collected()
     for path in paths:
         _read_file(mapping, Path(path), collected)
+    # Work that needs only what is read runs beside the grouping, on the second core: Arrow's
+    # and numpy's kernels leave the interpreter's lock while they run.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        return _settle(mapping, collected, beside, writer)
+
+
+def _settle(
+    mapping: Mapping,
+    collected: _Collected,
+    beside: ThreadPoolExecutor,
+    writer: OutputWriter | None,
+) -> Ingested:
+    """Every row read, placed: a duplicate, quarantined or accepted into an installation."""
+    texts = pa.chunked_array(collected.texts, pa.string())
+    hashes = np.concatenate(collected.hashes) if collected.hashes else np.empty(0, np.uint64)
+    duplicates_found = beside.submit(find_duplicates, hashes, texts)
     # One chunk per column: every later take and filter would otherwise join the chunks.
     rows = pa.concat_tables(collected.rows).combine_chunks()
     devices = pa.concat_tables(collected.devices)
@@ -324,10 +340,9 @@ def ingest(
     file_names = pa.array(collected.names, pa.string())
     position_of = _positions(collected, rows)
     n = rows.num_rows
+    codes, keys = installation_codes(rows.column("installation_id"))
 
-    texts = pa.chunked_array(collected.texts, pa.string())
-    hashes = np.concatenate(collected.hashes) if collected.hashes else np.empty(0, np.uint64)
-    duplicate, original = find_duplicates(hashes, texts)
+    duplicate, original = duplicates_found.result()
     counted = np.ones(n, dtype=bool)
     counted[duplicate] = False
 
@@ -338,7 +353,6 @@ def ingest(
     rejected = np.zeros(n, dtype=bool)
     rejected[issue_position[is_error]] = True
 
-    codes, keys = installation_codes(rows.column("installation_id"))
     conflicts = conflicting_rows(rows, codes, counted & ~rejected, len(keys))
     for name, positions, _ in conflicts:
         rejected[positions] = True
@@ -350,6 +364,7 @@ def ingest(
     device_position = position_of[devices.column("row").to_numpy()]
     keep = accepted[device_position]
     devices = devices.filter(pa.array(keep))
+    repeated_devices = beside.submit(_repeated_devices, devices)
     device_codes = codes[device_position[keep]]
     device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
     device_table = device_table.cast(DEVICE_SCHEMA)
@@ -372,7 +387,7 @@ def ingest(
         pa.concat_tables(
             [
                 issues.filter(pc.equal(issues.column("severity"), "warning")),
-                _repeated_devices(devices).select(issues.column_names),
+                repeated_devices.result().select(issues.column_names),
             ]
         ),
         file_names,
