@@ -247,6 +247,15 @@ def apply_field(
     return FieldResult(result.values, first_reason(*checks), result.warnings, raw, spec.column)
 
 
+def refused_constant(name: str, spec: FieldSpec) -> str | None:
+    """The reason ingest gives every row for this field's constant (None if it has no
+    constant or accepts it), so that a mapping's own mistake is found when it loads."""
+    if spec.constant is None:
+        return None
+    constant = pa.array([spec.constant], pa.string())
+    return _transformed(name, spec, constant).reasons[0].as_py()
+
+
 def _transformed(name: str, spec: FieldSpec, values: pa.Array) -> FieldResult:
     """Values (trimmed) made canonical, with each one's reason for refusal and warning:
     value by value, so the same on a batch's rows or on its distinct values."""

@@ -131,7 +131,7 @@ def _check_fields(
     for name, spec in fields.items():
         if name not in allowed:
             raise ValueError(f"unknown {level} field {name!r}; known: {', '.join(sorted(allowed))}")
-        if name in DATE_FIELDS and spec.column is not None and not spec.date_format:
+        if name in DATE_FIELDS and not spec.date_format:
             raise ValueError(f"field {name!r} is a date: give its `date_format`")
         if name not in DATE_FIELDS and spec.date_format:
             raise ValueError(f"field {name!r} is not a date: `date_format` does not apply")
@@ -255,12 +255,13 @@ class Mapping(Strict):
         return self
 
     def field_groups(self) -> list[tuple[str, dict[str, FieldSpec]]]:
-        """Every group of fields with a label for messages: installation, device, devices.N."""
+        """Every group of fields with its key in the file, for messages: installation,
+        device, devices.N."""
         groups = [("installation", self.installation.fields)]
         if self.device is not None:
             groups.append(("device", self.device.fields))
-        for group in self.devices or []:
-            groups.append((f"devices.{group.type}", group.fields))
+        for index, group in enumerate(self.devices or []):
+            groups.append((f"devices.{index}", group.fields))
         return groups
 
     def columns(self) -> list[str]:

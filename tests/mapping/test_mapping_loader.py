@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from migrate import api
 from migrate.errors import ConfigError
 from migrate.mapping import available_mappings, load_mapping
 
@@ -24,6 +27,17 @@ device:
   fields:
     device_id: {{column: EUI}}
     device_type: {{column: Type}}
+"""
+
+WIDE = """
+name: vendor
+layout: wide
+installation: {key: Site}
+devices:
+  - type: CHF
+    fields: {device_id: {column: Hub}}
+  - type: ESME
+    fields: {device_id: {column: EUI}}
 """
 
 
@@ -81,6 +95,29 @@ def test_a_minimal_mapping_loads(tmp_path: Path) -> None:
             "is a date: give its `date_format`",
         ),
         (
+            # A constant date states its format too, and is checked with it.
+            GOOD.format(name="vendor") + "    commissioned_date: {constant: '2016-11-01'}\n",
+            "device.fields",
+            "is a date: give its `date_format`",
+        ),
+        (
+            GOOD.format(name="vendor")
+            + "    commissioned_date: {constant: '2016-13-01', date_format: '%Y-%m-%d'}\n",
+            "device.fields.commissioned_date.constant",
+            "the constant '2016-13-01' is INVALID_DATE (date_format '%Y-%m-%d')",
+        ),
+        (
+            GOOD.format(name="vendor")
+            + "    commissioned_date: {constant: '01/11/1899', date_format: '%d/%m/%Y'}\n",
+            "device.fields.commissioned_date.constant",
+            "IMPLAUSIBLE_DATE",
+        ),
+        (
+            WIDE.replace("device_id: {column: EUI}", "device_id: {constant: '00-1B-C5'}"),
+            "devices.1.fields.device_id.constant",
+            "the constant '00-1B-C5' is INVALID_EUI64",
+        ),
+        (
             GOOD.format(name="vendor")
             + "    commissioned_date: {column: D, date_format: '%d/%b'}\n",
             "device.fields.commissioned_date.date_format",
@@ -116,6 +153,22 @@ def test_a_broken_mapping_names_file_key_and_problem(
     assert caught.value.path == str(path)
     assert caught.value.key == key
     assert problem in caught.value.problem
+
+
+def test_a_good_constant_date_fills_every_row_and_a_bad_one_stops_no_ingest(
+    tmp_path: Path,
+) -> None:
+    extract = tmp_path / "extract.csv"
+    extract.write_text("Site,EUI,Type\nA1,001BC5123456789A,CHF\n")
+    constant = "    commissioned_date: {{constant: '{day}', date_format: '%d/%m/%Y'}}\n"
+    path = _write(tmp_path, GOOD.format(name="vendor") + constant.format(day="01/11/2016"))
+    run = api.ingest([extract], str(path), tmp_path / "good")
+    assert run.summary.rows_accepted == 1
+    devices = pq.read_table(tmp_path / "good" / "devices.parquet")
+    assert devices.column("commissioned_date").to_pylist() == [dt.date(2016, 11, 1)]
+    path = _write(tmp_path, GOOD.format(name="vendor") + constant.format(day="31/02/2016"))
+    with pytest.raises(ConfigError, match="INVALID_DATE"):
+        api.ingest([extract], str(path), tmp_path / "bad")
 
 
 def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
