@@ -75,14 +75,21 @@ def map_values(
 
 
 def _date_regex(fmt: str) -> str:
-    """A strict regex with one named group per directive: digits of the directive's width."""
+    """A strict regex with one named group per directive: digits of the directive's width,
+    or fewer (1/2/2016) only where a separator ends them. Directives written against each
+    other (%Y%m%d) take their full width: 2016111 could be 1 November or 11 January, and a
+    date is never guessed."""
     parts = re.split(r"(%[A-Za-z])", fmt)
     pattern = []
-    for part in parts:
+    for index, part in enumerate(parts):
         if part.startswith("%") and len(part) == 2:
             code = part[1]
             width = DATE_DIRECTIVES[code]
-            lower = 1 if code in "mdHMS" else width
+            # Between two directives re.split leaves an empty separator.
+            touching = (index > 1 and not parts[index - 1]) or (
+                index + 2 < len(parts) and not parts[index + 1]
+            )
+            lower = 1 if code in "mdHMS" and not touching else width
             pattern.append(f"(?P<{code}>\\d{{{lower},{width}}})")
         else:
             pattern.append(re.escape(part))

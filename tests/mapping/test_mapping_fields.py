@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +60,46 @@ def test_unpadded_dates_leap_days_and_several_formats() -> None:
     dates, reasons = _dates(values, ["%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y %H:%M"])
     assert dates == [dt.date(2016, 2, 1), dt.date(2016, 2, 29), dt.date(2016, 3, 4), None, None]
     assert reasons == [None, None, None, None, "INVALID_DATE"]
+
+
+def _unpadded(fmt: str, moment: dt.datetime) -> str:
+    """The moment written in `fmt` without zero padding, as some suppliers write it."""
+    parts = {"Y": moment.year, "m": moment.month, "d": moment.day, "H": moment.hour}
+    parts.update(M=moment.minute, S=moment.second)
+    return re.sub(r"%(.)", lambda found: str(parts[found.group(1)]), fmt)
+
+
+MOMENTS = st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2099, 12, 31, 23, 59, 59))
+
+
+@settings(max_examples=200, deadline=None)
+@given(MOMENTS, st.sampled_from(["%Y%m%d", "%d%m%Y", "%m%d%Y", "%Y%m%d%H%M%S"]))
+def test_digits_run_together_must_be_zero_padded(moment: dt.datetime, fmt: str) -> None:
+    """Without a separator, 2016111 could be 1 November or 11 January: never guessed."""
+    written = _unpadded(fmt, moment)
+    padded = written == moment.strftime(fmt)
+    assert _dates([written], [fmt]) == (
+        [moment.date()] if padded else [None],
+        [None] if padded else ["INVALID_DATE"],
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(MOMENTS, st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%m/%d/%Y %H:%M:%S", "%d.%m.%Y"]))
+def test_separated_dates_may_be_unpadded(moment: dt.datetime, fmt: str) -> None:
+    assert _dates([_unpadded(fmt, moment)], [fmt]) == ([moment.date()], [None])
+
+
+def test_an_unpadded_run_of_digits_is_no_date() -> None:
+    assert _dates(["2016111", "20161101", "1112016"], ["%Y%m%d", "%d%m%Y"]) == (
+        [None, dt.date(2016, 11, 1), None],
+        ["INVALID_DATE", None, "INVALID_DATE"],
+    )
+    # Only the run is held to its width: the day and month keep their separators.
+    assert _dates(["1/2/2016 0930", "1/2/2016 930"], ["%d/%m/%Y %H%M"]) == (
+        [dt.date(2016, 2, 1), None],
+        [None, "INVALID_DATE"],
+    )
 
 
 @pytest.mark.parametrize(
