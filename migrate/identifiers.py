@@ -66,6 +66,8 @@ _EUI64_CANONICAL_WIDTH = 23  # 8 pairs and 7 dashes
 _WHITESPACE_RE = r"[\t\n\x0B\f\r\x1C-\x1F \x{85}\p{Z}]"
 # Any mantissa/exponent spelling a spreadsheet or float may produce; its digits are gone.
 _SCIENTIFIC_RE = r"^[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-]?[0-9]+$"
+_NUMBER_START = np.zeros(256, dtype=bool)  # the first bytes _SCIENTIFIC_RE admits
+_NUMBER_START[list(b"0123456789+-.,")] = True
 
 _ASCII_WHITESPACE = np.zeros(256, dtype=bool)
 _ASCII_WHITESPACE[list(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")] = True
@@ -100,6 +102,7 @@ _MPAN_LOST, _MPAN_FORMAT, _MPAN_DISTRIBUTOR, _MPAN_CHECK = 1, 2, 3, 4
 _MPRN_REASONS = [None, RowReason.PRECISION_LOST.value, RowReason.INVALID_MPRN_FORMAT.value]
 _MPRN_LOST, _MPRN_FORMAT = 1, 2
 _MPRN_WARNINGS = [None, RowWarning.MPRN_CHECK_DIGIT.value]
+_MSN_REASONS = [None, RowReason.PRECISION_LOST.value]
 _MSN_WARNINGS = [None, RowWarning.MSN_FORMAT.value]
 
 
@@ -306,11 +309,19 @@ def _strip_all(arr: pa.Array) -> pa.Array:
 
 
 def _scientific(arr: pa.Array) -> np.ndarray:
-    """Rows written in scientific notation (e.g. 1.31234567891E+12): digits already lost."""
-    if len(arr) == 0:
-        return np.zeros(0, dtype=bool)
-    matched = pc.match_substring_regex(arr, _SCIENTIFIC_RE)
-    return pc.fill_null(matched, False).to_numpy(zero_copy_only=False)
+    """Rows written in scientific notation (e.g. 1.31234567891E+12): digits already lost.
+
+    Only a row that starts as a number can be; the others (serials start with the maker's
+    letter) skip the regular expression, a fifth of its cost over a column of serials.
+    """
+    offsets, data = string_views(arr)
+    numeric = _present(arr)
+    numeric[numeric] = _NUMBER_START[data[offsets[:-1][numeric]]]
+    found = np.zeros(len(arr), dtype=bool)
+    if numeric.any():
+        matched = pc.match_substring_regex(_rows(arr, numeric), _SCIENTIFIC_RE)
+        found[numeric] = pc.fill_null(matched, False).to_numpy(zero_copy_only=False)
+    return found
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -436,7 +447,9 @@ def check_mprn(values: pa.Array | pa.ChunkedArray) -> Checked:
 
 
 def check_msn(values: pa.Array | pa.ChunkedArray, pattern: str | None = None) -> Checked:
-    """Meter serial numbers: whitespace removed, upper-cased; never rejected.
+    """Meter serial numbers: whitespace removed, upper-cased; refused only when written in
+    scientific notation (1.23457E+11: a spreadsheet took a serial for a number and its digits
+    are gone), as PRECISION_LOST like an MPAN, since a serial is never guessed.
 
     `pattern` (RE2, full match against the normalised value) is the expected layout, e.g.
     `[A-Z][0-9]{2}[A-Z]{2}[0-9]{6}`; a value that does not fit is kept with MSN_FORMAT, since
@@ -445,15 +458,17 @@ def check_msn(values: pa.Array | pa.ChunkedArray, pattern: str | None = None) ->
     arr = pc.utf8_upper(_strip_all(_as_string_array(values)))
     n = len(arr)
     present = _present(arr)
+    lost = _scientific(arr).astype(np.int8)
+    accepted = present & (lost == 0)
     warn = np.zeros(n, dtype=np.int8)
     if pattern is not None and n:
         try:
             fits = pc.match_substring_regex(arr, f"^(?:{pattern})$")
         except pa.ArrowInvalid as exc:
             raise ValueError(f"invalid MSN pattern {pattern!r}: {exc}") from exc
-        warn[present & ~pc.fill_null(fits, False).to_numpy(zero_copy_only=False)] = 1
+        warn[accepted & ~pc.fill_null(fits, False).to_numpy(zero_copy_only=False)] = 1
     return Checked(
-        _keep_where(arr, present), pa.nulls(n, type=pa.string()), _labels(warn, _MSN_WARNINGS)
+        _keep_where(arr, accepted), _labels(lost, _MSN_REASONS), _labels(warn, _MSN_WARNINGS)
     )
 
 
