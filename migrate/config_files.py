@@ -67,19 +67,70 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# What YAML makes of an unquoted key that is not text, by the tag it resolves to.
+_READ_AS = {
+    "tag:yaml.org,2002:bool": "a boolean (YAML reads unquoted yes, no, on, off, true, false so)",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+
+
+def _refuse_keys_not_text(path: Path, root: yaml.Node) -> None:
+    """Every key in these files is text, but YAML reads `Yes:` in a value map as the boolean
+    true, which the schema then refuses as `True` without a word of why: name the key as
+    written, and say to quote it."""
+    found: list[tuple[yaml.ScalarNode, tuple[str, ...]]] = []
+    pending: list[tuple[tuple[str, ...], yaml.Node]] = [((), root)]
+    seen: set[int] = set()  # an alias may lead back into its own anchor
+    while pending:
+        where, node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(((*where, str(index)), item) for index, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.tag in _READ_AS:
+                        found.append((key_node, (*where, key_node.value)))
+                    pending.append(((*where, key_node.value), value_node))
+    if found:
+        found.sort(key=lambda item: (item[0].start_mark.line, item[0].start_mark.column))
+        (first, key), *others = found
+        likewise = "".join(
+            f"; likewise {node.value} (line {node.start_mark.line + 1})" for node, _ in others
+        )
+        raise ConfigError(
+            path,
+            f"the key {first.value} (line {first.start_mark.line + 1}) is read as "
+            f"{_READ_AS[first.tag]}, not text: quote it, '{first.value}'{likewise}",
+            key=".".join(key),
+        )
+
+
 def load_yaml(path: Path) -> Any:
     """Safe YAML only: a rule file must never construct Python objects."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(path, f"cannot be read: {error}") from error
+    loader = _UniqueKeyLoader(text)  # a SafeLoader: no Python objects
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_keys_not_text(path, node)
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(path, f"not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def validation_problem(error: ValidationError) -> tuple[str, str]:

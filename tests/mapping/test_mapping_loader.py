@@ -142,6 +142,8 @@ def test_a_minimal_mapping_loads(tmp_path: Path) -> None:
         ),
         (GOOD.format(name="Vendor!"), "name", "pattern"),
         (GOOD.format(name="vendor") + "surprise: 1\n", "surprise", "Extra inputs"),
+        # An alias inside its own anchor: refused by the schema, not looped over.
+        (GOOD.format(name="vendor") + "surprise: &a {x: [*a]}\n", "surprise", "Extra inputs"),
     ],
 )
 def test_a_broken_mapping_names_file_key_and_problem(
@@ -169,6 +171,33 @@ def test_a_good_constant_date_fills_every_row_and_a_bad_one_stops_no_ingest(
     path = _write(tmp_path, GOOD.format(name="vendor") + constant.format(day="31/02/2016"))
     with pytest.raises(ConfigError, match="INVALID_DATE"):
         api.ingest([extract], str(path), tmp_path / "bad")
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "problem"),
+    [
+        ("{Yes: ACTIVE, No: DORMANT}", "Yes", "the key Yes (line 6) is read as a boolean"),
+        ("{'Yes': ACTIVE, No: DORMANT}", "No", "the key No (line 6) is read as a boolean"),
+        ("{on: ACTIVE, OFF: DORMANT}", "on", "quote it, 'on'; likewise OFF (line 6)"),
+        ("{TRUE: ACTIVE}", "TRUE", "(YAML reads unquoted yes, no, on, off, true, false so)"),
+        ("{1: ACTIVE, 0: DORMANT}", "1", "the key 1 (line 6) is read as a number, not text"),
+    ],
+)
+def test_a_value_map_key_yaml_reads_as_no_text_is_named_and_to_be_quoted(
+    tmp_path: Path, keys: str, key: str, problem: str
+) -> None:
+    mode = f"installation:\n  key: Site\n  fields: {{mode: {{column: Status, values: {keys}}}}}\n"
+    path = _write(tmp_path, GOOD.format(name="vendor").replace("installation: {key: Site}\n", mode))
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(str(path))
+    assert caught.value.path == str(path)
+    assert caught.value.key == f"installation.fields.mode.values.{key}"
+    assert problem in caught.value.problem
+    path.write_text(path.read_text().replace(keys, "{'Yes': ACTIVE, 'No': DORMANT}"))
+    assert load_mapping(str(path)).installation.fields["mode"].values == {
+        "Yes": "ACTIVE",
+        "No": "DORMANT",
+    }
 
 
 def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
