@@ -41,13 +41,24 @@ class CplRow:
 
 
 def read_cpl(path: Path) -> list[CplRow]:
-    """Every row of a CPL file as a combination; a bad row is named by its line and column."""
+    """Every row of a CPL file as a combination; a bad row is named by its line and column,
+    and so is a combination id given again: two rows for one id cannot both be right."""
     reader = DelimitedReader(path, cpl_columns())
     rows: list[CplRow] = []
+    first_lines: dict[str, int] = {}
     for batch, ordinals in reader.batches():
-        lines = reader.source_rows(ordinals)
+        lines = reader.source_rows(ordinals).tolist()
         for line, record in zip(lines, batch.to_pylist(), strict=True):
-            rows.append(_cpl_row(path, int(line), record))
+            row = _cpl_row(path, line, record)
+            first = first_lines.setdefault(row.combination.id, line)
+            if first != line:
+                raise InputError(
+                    path,
+                    f"combination {row.combination.id} is listed again (first at line {first})",
+                    row=line,
+                    column="combination_id",
+                )
+            rows.append(row)
     if reader.account.unreadable:
         first = reader.account.unreadable[0]
         raise InputError(path, first.detail, row=first.row)

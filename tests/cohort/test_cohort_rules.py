@@ -129,6 +129,21 @@ def test_a_bad_cpl_row_is_named_by_line_and_column(tmp_path: Path) -> None:
     assert (caught.value.row, caught.value.column) == (3, "esme_model")
 
 
+def test_a_repeated_combination_id_is_named_by_its_cpl_row(cohorts: Path, tmp_path: Path) -> None:
+    lines = CPL.read_text().splitlines()
+    repeat = lines[3].replace(",1.14,", ",1.16,")  # S1-0003 again, listed at line 4
+    cpl = tmp_path / "cpl.csv"
+    cpl.write_text("\n".join([*lines, repeat]) + "\n")
+    before = (cohorts / "moc.yaml").read_text()
+    for check in (True, False):
+        with pytest.raises(InputError) as caught:
+            api.import_cpl(cpl, check=check, cohorts_dir=cohorts)
+        assert caught.value.path == str(cpl)
+        assert (caught.value.row, caught.value.column) == (len(lines) + 1, "combination_id")
+        assert "combination S1-0003 is listed again (first at line 4)" in caught.value.problem
+    assert (cohorts / "moc.yaml").read_text() == before
+
+
 @pytest.mark.parametrize(
     ("edit", "key", "problem"),
     [
