@@ -24,7 +24,7 @@ from migrate.errors import ConfigError
 if TYPE_CHECKING:
     from migrate.audit import Verification
     from migrate.cohort import CohortRules
-    from migrate.cohort.cpl import CohortChange
+    from migrate.cohort.cpl import CplImport
     from migrate.commit.engine import CommitOptions, CommitProgress, CommitResult
     from migrate.ingest import IngestSummary
     from migrate.mapping import Mapping
@@ -275,17 +275,16 @@ def check_cohorts(names: Sequence[str], cohorts_dir: Path | None = None) -> list
     return [COHORTS.load(name, cohorts_dir) for name in names]
 
 
-def import_cpl(
-    cpl: Path, *, check: bool = False, cohorts_dir: Path | None = None
-) -> list[CohortChange]:
-    """`migrate cohort import-cpl`: what the CPL changes in each rule file; written unless
-    `check`, and only once every changed file has passed the schema."""
+def import_cpl(cpl: Path, *, check: bool = False, cohorts_dir: Path | None = None) -> CplImport:
+    """`migrate cohort import-cpl`: what the CPL changes in each rule file, and its rows no
+    rule file takes; written unless `check`, and only once every changed file has passed
+    the schema and every row has a rule file to go to."""
     from migrate.cohort.cpl import plan_import, write_import
 
-    changes = plan_import(cpl, cohorts_dir)
+    imported = plan_import(cpl, cohorts_dir)
     if not check:
-        write_import(changes)
-    return changes
+        write_import(imported)
+    return imported
 
 
 @dataclass(frozen=True)

@@ -949,10 +949,10 @@ def cohort_import_cpl(
 ) -> None:
     """Update the cohort rule files from a CPL: shows added, removed and changed combinations."""
     try:
-        changes = api.import_cpl(cpl, check=check, cohorts_dir=cohorts_dir)
+        imported = api.import_cpl(cpl, check=check, cohorts_dir=cohorts_dir)
     except MigrateError as error:
         _fail(error)
-    for change in changes:
+    for change in imported.changes:
         if not change.any:
             stdout.print(f"{change.cohort}: up to date", highlight=False)
             continue
@@ -960,10 +960,14 @@ def cohort_import_cpl(
         for sign, ids in (("+", change.added), ("-", change.removed), ("~", change.changed)):
             for combination in ids:
                 stdout.print(f"  {sign} {combination}", highlight=False)
-    changed = any(change.any for change in changes)
+    if imported.untaken:
+        stdout.print(
+            f"not imported, no rule file takes the cohort: {imported.untaken_text()}",
+            highlight=False,
+        )
     if check:
-        raise typer.Exit(EXIT_DATA_PROBLEMS if changed else EXIT_CLEAN)
-    if changed:
+        raise typer.Exit(EXIT_DATA_PROBLEMS if imported.any else EXIT_CLEAN)
+    if imported.any:
         stdout.print("written.")
 
 

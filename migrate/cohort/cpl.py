@@ -38,6 +38,7 @@ def cpl_columns() -> list[str]:
 class CplRow:
     cohort: str
     combination: Combination
+    line: int
 
 
 def read_cpl(path: Path) -> list[CplRow]:
@@ -100,7 +101,7 @@ def _cpl_row(path: Path, line: int, record: dict[str, str]) -> CplRow:
     except ValidationError as error:
         _, problem = validation_problem(error)
         raise InputError(path, problem, row=line) from None
-    return CplRow(values["cohort"], combination)
+    return CplRow(values["cohort"], combination, line)
 
 
 @dataclass
@@ -119,18 +120,45 @@ class CohortChange:
         return bool(self.added or self.removed or self.changed)
 
 
-def plan_import(cpl: Path, directory: Path | None = None) -> list[CohortChange]:
+@dataclass(frozen=True)
+class CplImport:
+    """What importing a CPL does: the change to each rule file, and the CPL's rows that no
+    rule file takes (their cohort is in no `cpl.cohorts`), which writing refuses to drop."""
+
+    cpl: Path
+    changes: list[CohortChange]
+    untaken: list[CplRow]
+
+    @property
+    def any(self) -> bool:
+        """Whether a rule file is out of date with the CPL, or a row of it has nowhere to go."""
+        return bool(self.untaken) or any(change.any for change in self.changes)
+
+    def untaken_text(self) -> str:
+        """Each cohort no rule file takes, with its rows' lines: `XOC (lines 5, 9)`."""
+        lines: dict[str, list[str]] = {}
+        for row in self.untaken:
+            lines.setdefault(row.cohort, []).append(str(row.line))
+        return "; ".join(
+            f"{cohort} ({'line' if len(found) == 1 else 'lines'} {', '.join(found)})"
+            for cohort, found in lines.items()
+        )
+
+
+def plan_import(cpl: Path, directory: Path | None = None) -> CplImport:
     """The change to each cohort rule file, checked against the schema, nothing written."""
     rows = read_cpl(cpl)
     changes = []
+    taken: set[str] = set()
     for path in sorted(COHORTS.directory(directory).glob("*.yaml")):
         rules = COHORTS.load_file(path)
+        taken.update(rules.cpl.cohorts)
         wanted = sorted(
             (row.combination for row in rows if row.cohort in rules.cpl.cohorts),
             key=lambda c: c.id,
         )
         changes.append(_change(path, rules, wanted))
-    return changes
+    return CplImport(cpl, changes, [row for row in rows if row.cohort not in taken])
 
 
 def _change(path: Path, rules: CohortRules, wanted: list[Combination]) -> CohortChange:
@@ -172,9 +200,19 @@ def _as_yaml(combination: Combination) -> dict[str, object]:
     }
 
 
-def write_import(changes: list[CohortChange]) -> None:
-    """Write the changed files, each whole through a temporary file."""
-    for change in changes:
+def write_import(imported: CplImport) -> None:
+    """Write the changed files, each whole through a temporary file; nothing at all while a
+    row of the CPL has no rule file to go to, since writing the rest would drop it unseen."""
+    if imported.untaken:
+        raise InputError(
+            imported.cpl,
+            "rows for a cohort that no rule file takes in its `cpl.cohorts`: "
+            f"{imported.untaken_text()}; add the cohort to a rule file or take the rows out "
+            "of the CPL (nothing written)",
+            row=imported.untaken[0].line,
+            column="cohort",
+        )
+    for change in imported.changes:
         if change.any:
             scratch = change.path.with_suffix(".yaml.tmp")
             scratch.write_text(change.text, encoding="utf-8")

@@ -34,8 +34,8 @@ def test_the_shipped_cohorts_load_and_match_the_shipped_cpl() -> None:
         assert rules.modes == ["ACTIVE"] and rules.max_attempts == 5
         assert rules.capacity_per_supplier_per_day == 100
     assert load_cohort("dormant", REPO / "cohorts").modes == ["DORMANT"]
-    changes = api.import_cpl(CPL, check=True, cohorts_dir=REPO / "cohorts")
-    assert not any(change.any for change in changes)
+    imported = api.import_cpl(CPL, check=True, cohorts_dir=REPO / "cohorts")
+    assert not imported.any and not imported.untaken
 
 
 def test_import_shows_added_removed_and_changed_then_writes_only_the_block(
@@ -56,7 +56,7 @@ def test_import_shows_added_removed_and_changed_then_writes_only_the_block(
     cpl.write_text("\n".join([header, *kept]) + "\n")
     before = (cohorts / "moc.yaml").read_text()
 
-    changes = {c.cohort: c for c in api.import_cpl(cpl, check=True, cohorts_dir=cohorts)}
+    changes = {c.cohort: c for c in api.import_cpl(cpl, check=True, cohorts_dir=cohorts).changes}
     assert changes["moc"].added == ["S1-9999"]
     assert changes["moc"].removed == ["S1-0001", "S1-0002"]
     assert changes["moc"].changed == ["S1-0003"]
@@ -68,7 +68,7 @@ def test_import_shows_added_removed_and_changed_then_writes_only_the_block(
     assert after.split("\ncombinations:")[0] == before.split("\ncombinations:")[0]
     rules = load_cohort("moc", cohorts)
     assert "S1-9999" in {c.id for c in rules.combinations}
-    assert not api.import_cpl(cpl, check=True, cohorts_dir=cohorts)[2].any
+    assert not api.import_cpl(cpl, check=True, cohorts_dir=cohorts).any
 
 
 def test_import_cli_check_exits_1_when_files_are_out_of_date(cohorts: Path, tmp_path: Path) -> None:
@@ -79,6 +79,40 @@ def test_import_cli_check_exits_1_when_files_are_out_of_date(cohorts: Path, tmp_
     )
     assert result.exit_code == 1
     assert "  - S1-" in result.stdout
+
+
+def test_rows_for_a_cohort_no_rule_file_takes_are_shown_by_check_and_refused_by_import(
+    cohorts: Path, tmp_path: Path
+) -> None:
+    lines = CPL.read_text().splitlines()
+    lines[5] = lines[5].replace(",MOC,", ",M0C,")  # a typing slip: zero for O
+    lines[9] = lines[9].replace(",MOC,", ",M0C,")
+    lines.append("S1-9996,SOC,LG-SMSO,2019-06-01,Landis+Gyr,HUB,1.0,,,,,,,,,")
+    cpl = tmp_path / "cpl.csv"
+    cpl.write_text("\n".join(lines) + "\n")
+    before = (cohorts / "moc.yaml").read_text()
+
+    imported = api.import_cpl(cpl, check=True, cohorts_dir=cohorts)
+    assert [(row.cohort, row.line) for row in imported.untaken] == [
+        ("M0C", 6),
+        ("M0C", 10),
+        ("SOC", len(lines)),
+    ]
+    assert imported.any
+    result = CliRunner().invoke(
+        app, ["cohort", "import-cpl", str(cpl), "--check", "--cohorts-dir", str(cohorts)]
+    )
+    assert result.exit_code == 1
+    expected = f"no rule file takes the cohort: M0C (lines 6, 10); SOC (line {len(lines)})"
+    assert expected in result.stdout.replace("\n", "")
+
+    with pytest.raises(InputError) as caught:
+        api.import_cpl(cpl, cohorts_dir=cohorts)
+    assert caught.value.path == str(cpl)
+    assert (caught.value.row, caught.value.column) == (6, "cohort")
+    assert "M0C (lines 6, 10); SOC" in caught.value.problem
+    assert "nothing written" in caught.value.problem
+    assert (cohorts / "moc.yaml").read_text() == before
 
 
 def test_a_cpl_that_adds_a_manufacturer_without_firmware_order_is_refused(
