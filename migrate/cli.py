@@ -957,9 +957,14 @@ def cohort_import_cpl(
             stdout.print(f"{change.cohort}: up to date", highlight=False)
             continue
         stdout.print(f"{change.cohort} ({change.path}):", highlight=False)
-        for sign, ids in (("+", change.added), ("-", change.removed), ("~", change.changed)):
+        for sign, ids in (("+", change.added), ("-", change.removed)):
             for combination in ids:
                 stdout.print(f"  {sign} {combination}", highlight=False)
+        for combination, fields in change.changed.items():
+            what = ", ".join(
+                f"{item.column} {item.old or '(none)'} -> {item.new or '(none)'}" for item in fields
+            )
+            stdout.print(f"  ~ {combination}: {what}", highlight=False)
     if imported.untaken:
         stdout.print(
             f"not imported, no rule file takes the cohort: {imported.untaken_text()}",

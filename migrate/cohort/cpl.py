@@ -20,7 +20,7 @@ from migrate.cohort.spec import CohortRules, Combination, DeviceModel
 from migrate.config_files import validation_problem
 from migrate.errors import ConfigError, InputError
 from migrate.extract.delimited import DelimitedReader
-from migrate.model import COMBINATION_SLOTS
+from migrate.model import COMBINATION_SLOTS, DeviceType
 
 KEY_COLUMNS = ("combination_id", "cohort", "smso", "first_listed")
 SLOT_FIELDS = ("manufacturer", "model", "firmware")
@@ -30,8 +30,13 @@ MARKER = "combinations:"
 def cpl_columns() -> list[str]:
     return [
         *KEY_COLUMNS,
-        *(f"{slot.lower()}_{part}" for slot in COMBINATION_SLOTS for part in SLOT_FIELDS),
+        *(slot_column(slot, part) for slot in COMBINATION_SLOTS for part in SLOT_FIELDS),
     ]
+
+
+def slot_column(slot: DeviceType, part: str) -> str:
+    """The CPL column of one part of a slot's device: esme_firmware."""
+    return f"{slot.lower()}_{part}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ def _cpl_row(path: Path, line: int, record: dict[str, str]) -> CplRow:
         ) from None
     devices = {}
     for slot in COMBINATION_SLOTS:
-        parts = {part: values[f"{slot.lower()}_{part}"] for part in SLOT_FIELDS}
+        parts = {part: values[slot_column(slot, part)] for part in SLOT_FIELDS}
         if not any(parts.values()):
             continue  # the slot is not part of this combination
         for part, value in parts.items():
@@ -88,7 +93,7 @@ def _cpl_row(path: Path, line: int, record: dict[str, str]) -> CplRow:
                     path,
                     "empty while the rest of the device is given",
                     row=line,
-                    column=f"{slot.lower()}_{part}",
+                    column=slot_column(slot, part),
                 )
         devices[slot] = DeviceModel(**parts)
     try:
@@ -104,15 +109,26 @@ def _cpl_row(path: Path, line: int, record: dict[str, str]) -> CplRow:
     return CplRow(values["cohort"], combination, line)
 
 
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of a listed combination that the CPL changes, named by its CPL column;
+    None where the combination has no device in that slot."""
+
+    column: str
+    old: str | None
+    new: str | None
+
+
 @dataclass
 class CohortChange:
-    """What importing the CPL does to one cohort rule file."""
+    """What importing the CPL does to one cohort rule file: the ids added and removed, and
+    for each changed id what changed in it."""
 
     cohort: str
     path: Path
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
+    changed: dict[str, list[FieldChange]] = field(default_factory=dict)
     text: str = ""
 
     @property
@@ -169,7 +185,11 @@ def _change(path: Path, rules: CohortRules, wanted: list[Combination]) -> Cohort
         path=path,
         added=sorted(after.keys() - before.keys()),
         removed=sorted(before.keys() - after.keys()),
-        changed=sorted(i for i in before.keys() & after.keys() if before[i] != after[i]),
+        changed={
+            i: fields
+            for i in sorted(before.keys() & after.keys())
+            if (fields := _field_changes(before[i], after[i]))
+        },
     )
     text = path.read_text(encoding="utf-8")
     head = text.split(f"\n{MARKER}", 1)[0].rstrip("\n") if f"\n{MARKER}" in text else text
@@ -187,6 +207,24 @@ def _change(path: Path, rules: CohortRules, wanted: list[Combination]) -> Cohort
         key, problem = validation_problem(error)
         raise ConfigError(path, f"after importing the CPL: {problem}", key=key) from None
     return change
+
+
+def _field_changes(old: Combination, new: Combination) -> list[FieldChange]:
+    """What differs between two listings of one combination, in the CPL's column order."""
+    before, after = _cpl_values(old), _cpl_values(new)
+    return [
+        FieldChange(column, before.get(column), after.get(column))
+        for column in cpl_columns()
+        if before.get(column) != after.get(column)
+    ]
+
+
+def _cpl_values(combination: Combination) -> dict[str, str]:
+    """A combination as the CPL row that lists it, its id and cohort aside."""
+    values = {"smso": combination.smso, "first_listed": combination.first_listed.isoformat()}
+    for slot, device in combination.devices.items():
+        values.update({slot_column(slot, part): getattr(device, part) for part in SLOT_FIELDS})
+    return values
 
 
 def _as_yaml(combination: Combination) -> dict[str, object]:

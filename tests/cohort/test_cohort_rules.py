@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from migrate import api
 from migrate.cli import app
 from migrate.cohort import available_cohorts, load_cohort
-from migrate.cohort.cpl import read_cpl
+from migrate.cohort.cpl import FieldChange, read_cpl
 from migrate.cohort.firmware_order import FirmwareOrder, order_keys
 from migrate.errors import ConfigError, InputError
 
@@ -45,10 +45,14 @@ def test_import_shows_added_removed_and_changed_then_writes_only_the_block(
     header, rows = lines[0], lines[1:]
     moc = [r for r in rows if ",MOC," in r]
     kept = [r for r in rows if r not in moc[:2]]  # drop two MOC combinations
-    kept = [
-        r.replace("S1-0003,MOC,SECURE-SMSO,2019-05-01", "S1-0003,MOC,SECURE-SMSO,2019-05-02")
-        for r in kept
-    ]
+    changed = {
+        # S1-0003 listed a day later; S1-0004's electricity meter on newer firmware, its gas
+        # meter gone.
+        "S1-0003,MOC,SECURE-SMSO,2019-05-01,": "S1-0003,MOC,SECURE-SMSO,2019-05-02,",
+        "Liberty 100,1.14,Secure,Cirrus G4,3.2,,,": "Liberty 100,1.16,,,,,,",
+    }
+    for old, new in changed.items():
+        kept = [r.replace(old, new) if r.startswith(("S1-0003", "S1-0004")) else r for r in kept]
     kept.append(
         "S1-9999,MOC,SECURE-SMSO,2020-01-01,Secure,SCH-1,2.6.0,Secure,Liberty 100,1.14,,,,,,"
     )
@@ -59,8 +63,24 @@ def test_import_shows_added_removed_and_changed_then_writes_only_the_block(
     changes = {c.cohort: c for c in api.import_cpl(cpl, check=True, cohorts_dir=cohorts).changes}
     assert changes["moc"].added == ["S1-9999"]
     assert changes["moc"].removed == ["S1-0001", "S1-0002"]
-    assert changes["moc"].changed == ["S1-0003"]
+    assert changes["moc"].changed == {
+        "S1-0003": [FieldChange("first_listed", "2019-05-01", "2019-05-02")],
+        "S1-0004": [
+            FieldChange("esme_firmware", "1.14", "1.16"),
+            FieldChange("gsme_manufacturer", "Secure", None),
+            FieldChange("gsme_model", "Cirrus G4", None),
+            FieldChange("gsme_firmware", "3.2", None),
+        ],
+    }
     assert not changes["ioc"].any
+    result = CliRunner().invoke(
+        app, ["cohort", "import-cpl", str(cpl), "--check", "--cohorts-dir", str(cohorts)]
+    )
+    assert "  ~ S1-0003: first_listed 2019-05-01 -> 2019-05-02\n" in result.stdout
+    assert (
+        "  ~ S1-0004: esme_firmware 1.14 -> 1.16, gsme_manufacturer Secure -> (none), "
+        "gsme_model Cirrus G4 -> (none), gsme_firmware 3.2 -> (none)"
+    ) in result.stdout.replace("\n", "")
     assert (cohorts / "moc.yaml").read_text() == before  # --check writes nothing
 
     api.import_cpl(cpl, cohorts_dir=cohorts)
