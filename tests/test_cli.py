@@ -204,7 +204,8 @@ def test_the_real_command_keeps_its_output_and_exit_code(
     tmp_path: Path, write_text: Callable[..., Path]
 ) -> None:
     """Through the console entry point (which skips teardown after ingest): what was printed
-    arrives whole and the exit code is the command's."""
+    arrives whole and the exit code is the command's; pandas, which pyarrow would import
+    for nothing, is never loaded."""
     import subprocess
     import sys
 
@@ -213,6 +214,8 @@ def test_the_real_command_keeps_its_output_and_exit_code(
     done = subprocess.run(
         [
             sys.executable,
+            "-X",
+            "importtime",
             "-m",
             "migrate",
             "ingest",
@@ -231,3 +234,4 @@ def test_the_real_command_keeps_its_output_and_exit_code(
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["quarantined_by_reason"] == {"PRECISION_LOST": 1}
     assert (tmp_path / "o" / "summary.json").is_file()
+    assert "pyarrow.lib" in done.stderr and "pandas.core" not in done.stderr
