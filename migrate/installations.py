@@ -140,16 +140,17 @@ def build_installations(
     mpxn = devices.column("mpxn").combine_chunks()
     has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False)
     for kind, sources in METER_SOURCES.items():
-        missing = pc.is_null(columns[kind]).to_numpy(zero_copy_only=False)
-        if not missing.any():
-            continue
-        columns[kind] = pc.coalesce(
-            columns[kind],
-            *(
-                _meter_value(mpxn, np.flatnonzero(kinds[t] & has_mpxn), device_codes, s, count)
-                for t, s in sources
-            ),
-        )
+        # Each source in turn, for the installations still without a value: most have their
+        # meter, so the hub's MPxN is looked at (and shape-checked) for only a few.
+        for device_type, shape in sources:
+            missing = pc.is_null(columns[kind]).to_numpy(zero_copy_only=False)
+            if not missing.any():
+                break
+            carriers = np.flatnonzero(kinds[device_type] & has_mpxn)
+            carriers = carriers[missing[device_codes[carriers]]]
+            columns[kind] = pc.coalesce(
+                columns[kind], _meter_value(mpxn, carriers, device_codes, shape, count)
+            )
     by_type = {
         f"n_{t.lower()}": np.bincount(device_codes[kinds[t.value]], minlength=count)
         for t in DeviceType

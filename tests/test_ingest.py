@@ -271,3 +271,25 @@ def test_an_edmi_date_cell_with_a_time_of_day_is_its_date(tmp_path: Path) -> Non
     assert result.quarantine.num_rows == 0
     dates = result.installations.column("install_date").to_pylist()
     assert dates == [dt.date(2015, 10, 1), dt.date(2015, 10, 2)]
+
+
+def test_installation_mpxn_comes_from_its_meter_before_its_hub(
+    write_text: Callable[..., Path],
+) -> None:
+    # The meter's MPAN wins over the hub's; a hub's MPxN counts only by its shape, and only
+    # where no meter gives one.
+    def hub(site: str, mpxn: str) -> str:
+        return HUB.replace("LG1;", f"{site};").replace(";1312345678907;", f";{mpxn};")
+
+    meter = METER.replace("LG1;", "LG2;").replace(";1312345678907;", ";1312345678916;")
+    gas = GAS.replace("LG1;", "LG4;")
+    lines = [HEADER, hub("LG1", "1312345678907"), hub("LG2", "1312345678907"), meter]
+    lines += [hub("LG3", "3938424403"), hub("LG4", "1312345678925"), gas]
+    path = write_text("lg.csv", lines)
+    installations = ingest([path], LANDIS).installations.to_pylist()
+    assert [(i["installation_id"], i["mpan_core"], i["mprn"]) for i in installations] == [
+        ("LG1", "1312345678907", None),
+        ("LG2", "1312345678916", None),
+        ("LG3", None, "3938424403"),
+        ("LG4", "1312345678925", "3938424403"),
+    ]
