@@ -329,13 +329,19 @@ def _settle(
     writer: OutputWriter | None,
 ) -> Ingested:
     """Every row read, placed: a duplicate, quarantined or accepted into an installation."""
+    # What was read is taken out of `collected`: each part can go as soon as what replaces
+    # it is made (the row texts once duplicates are found, a batch's rows once joined), so
+    # that it is never held twice: fresh memory is the dearest part of a run.
     texts = pa.chunked_array(collected.texts, pa.string())
     hashes = np.concatenate(collected.hashes) if collected.hashes else np.empty(0, np.uint64)
+    collected.texts, collected.hashes = [], []
     duplicates_found = beside.submit(find_duplicates, hashes, texts)
+    del texts, hashes
     # One chunk per column: every later take and filter would otherwise join the chunks.
     rows = pa.concat_tables(collected.rows).combine_chunks()
     devices = pa.concat_tables(collected.devices)
     issues = pa.concat_tables(collected.issues)
+    collected.rows, collected.devices, collected.issues = [], [], []
     rows, issues = _known_keys_only(rows, issues, collected.ragged)
     file_names = pa.array(collected.names, pa.string())
     position_of = _positions(collected, rows)
