@@ -311,7 +311,12 @@ def ingest(
     if isinstance(mapping, str):
         # Which file a name resolved to: a local folder's copy may stand in for a shipped one.
         path = MAPPINGS.resolve(mapping, mappings_dir)
-        log.info("ingest.mapping", mapping=mapping, file=str(path))
+        log.info(
+            "ingest.mapping",
+            mapping=mapping,
+            file=str(path),
+            memory_pool=pa.default_memory_pool().backend_name,
+        )
         mapping = MAPPINGS.load_file(path)
     collected = _Collected()
     for path in paths:

@@ -205,7 +205,7 @@ def test_the_real_command_keeps_its_output_and_exit_code(
 ) -> None:
     """Through the console entry point (which skips teardown after ingest): what was printed
     arrives whole and the exit code is the command's; pandas, which pyarrow would import
-    for nothing, is never loaded."""
+    for nothing, is never loaded; on Linux, Arrow allocates with jemalloc."""
     import subprocess
     import sys
 
@@ -218,6 +218,8 @@ def test_the_real_command_keeps_its_output_and_exit_code(
             "importtime",
             "-m",
             "migrate",
+            "--log-level",
+            "INFO",
             "ingest",
             str(path),
             "-m",
@@ -235,3 +237,5 @@ def test_the_real_command_keeps_its_output_and_exit_code(
     assert json.loads(done.stdout)["quarantined_by_reason"] == {"PRECISION_LOST": 1}
     assert (tmp_path / "o" / "summary.json").is_file()
     assert "pyarrow.lib" in done.stderr and "pandas.core" not in done.stderr
+    if sys.platform == "linux":
+        assert '"memory_pool": "jemalloc"' in done.stderr
