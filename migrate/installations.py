@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.chunks import single
 from migrate.mapping.spec import INSTALLATION_FIELDS
 from migrate.model import INSTALLATION_SCHEMA, DeviceType
 
@@ -34,8 +35,7 @@ def installation_codes(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.
     Extracts list an installation's rows together, so keys are encoded once per run of
     equal keys rather than once per row: a third of the hashing at a million rows.
     """
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
+    ids = single(ids)
     n = len(ids)
     if n == 0:
         return np.empty(0, dtype=np.int64), pa.array([], pa.string())
@@ -72,8 +72,7 @@ def first_positions(codes: np.ndarray, candidates: np.ndarray, count: int) -> np
 
 def take_or_null(column: pa.ChunkedArray | pa.Array, positions: np.ndarray) -> pa.Array:
     """column[positions], null where the position is -1."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    column = single(column)
     indices = pa.array(np.maximum(positions, 0), pa.int64(), mask=positions < 0)
     return column.take(indices)
 
@@ -137,7 +136,7 @@ def build_installations(
             chosen[disputed[field.name]] = -1
         columns[field.name] = take_or_null(column, chosen)
     kinds = _device_kinds(devices.column("device_type"))
-    mpxn = devices.column("mpxn").combine_chunks()
+    mpxn = single(devices.column("mpxn"))
     has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False)
     for kind, sources in METER_SOURCES.items():
         # Each source in turn, for the installations still without a value: most have their
@@ -171,7 +170,7 @@ def build_installations(
 
 def _device_kinds(types: pa.ChunkedArray) -> dict[str, np.ndarray]:
     """A boolean mask per device type, from one dictionary encoding of the type column."""
-    encoded = pc.dictionary_encode(types.combine_chunks())
+    encoded = pc.dictionary_encode(single(types))
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     known = {name: index for index, name in enumerate(encoded.dictionary.to_pylist())}
     return {t.value: codes == known.get(t.value, -2) for t in DeviceType}

@@ -13,11 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.chunks import single
+
 NULL = "null"
-
-
-def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 # Bytes an Arrow string array can hold (32-bit offsets); beyond, large_string.
@@ -45,7 +43,7 @@ def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value as a JSON string literal, or null. Identifiers seldom hold a quote or a
     control character, so the bytes are checked first and only the rows that need it are
     escaped (through json.dumps, which knows every rule)."""
-    values = _as_array(values).cast(pa.string())
+    values = single(values).cast(pa.string())
     quoted = pc.binary_join_element_wise('"', values, '"', "")
     if _needs_escaping(values):
         risky = pc.fill_null(pc.match_substring_regex(values, r'["\\\x00-\x1f]'), False)
@@ -60,7 +58,7 @@ def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def numbers(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Integers (or booleans, dates as ISO strings) as JSON literals."""
-    values = _as_array(values)
+    values = single(values)
     if pa.types.is_date(values.type):
         return strings(values.cast(pa.string()))
     if pa.types.is_boolean(values.type):
@@ -84,7 +82,7 @@ def grouped(items: pa.Array, groups: np.ndarray, count: int) -> pa.Array:
 
     Sorted by group, the items are the values of one list per group (offsets, not copies),
     which Arrow's binary_join writes out with their commas in one pass."""
-    items = _as_array(items)
+    items = single(items)
     if len(groups) > 1 and np.any(groups[1:] < groups[:-1]):
         items = items.take(pa.array(np.argsort(groups, kind="stable")))
     offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))])
@@ -94,9 +92,10 @@ def grouped(items: pa.Array, groups: np.ndarray, count: int) -> pa.Array:
 
 def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A list<string> column as JSON arrays of strings."""
-    lists = _as_array(lists)
+    lists = single(lists)
     inner = strings(pc.list_flatten(lists))
-    offsets = lists.offsets
+    # A slice's offsets point into its parent's values; flattened, they start at 0.
+    offsets = pc.subtract(lists.offsets, lists.offsets[0])
     rebuilt = pa.ListArray.from_arrays(offsets, inner)
     return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
 
@@ -115,7 +114,7 @@ def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes
     names = list(arrays)
     for index, name in enumerate(names):
         closing = b"]\n" if index == len(names) - 1 else b"],\n"
-        fragments = _as_array(arrays.pop(name))
+        fragments = single(arrays.pop(name))
         if len(fragments) == 0:
             chunks.append(f"{json.dumps(name)}: [".encode() + closing)
             continue

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate import __version__, json_text
+from migrate.chunks import single
 from migrate.cohort.loader import COHORTS
 from migrate.cohort.spec import CohortRules
 from migrate.errors import ConfigError
@@ -113,8 +114,7 @@ def schedule(
     """Each eligible installation's day (1-based) at the cohort's capacity per supplier per
     day, in the order given; and the schedule's summary."""
     capacity = rules.capacity_per_supplier_per_day
-    if isinstance(suppliers, pa.ChunkedArray):
-        suppliers = suppliers.combine_chunks()
+    suppliers = single(suppliers)
     encoded = pc.dictionary_encode(pc.fill_null(suppliers, "(unknown)"))
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.argsort(codes, kind="stable")
@@ -245,7 +245,7 @@ def _eligible_json(
     keys = sha256_each(
         pc.binary_join_element_wise(
             pa.repeat(pa.scalar(rules.name), eligible.num_rows),
-            eligible.column("installation_id").combine_chunks(),
+            single(eligible.column("installation_id")),
             device_lists,
             "\n",
         )

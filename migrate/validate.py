@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.chunks import single
 from migrate.cohort.firmware_order import order_keys
 from migrate.cohort.spec import CohortRules, Combination
 from migrate.dedup import repeated
@@ -318,8 +319,8 @@ def _flag_devices(
 
 def _firmware_order(devices: pa.Table, rules: CohortRules) -> pa.Array:
     """Each device's firmware order key under its manufacturer's scheme (null if none)."""
-    manufacturer = pc.utf8_lower(devices.column("manufacturer")).combine_chunks()
-    firmware = devices.column("firmware_version").combine_chunks()
+    manufacturer = single(pc.utf8_lower(devices.column("manufacturer")))
+    firmware = single(devices.column("firmware_version"))
     keys = np.zeros(devices.num_rows, dtype=np.float64)
     keys[:] = np.nan
     for name in pc.unique(manufacturer).drop_null().to_pylist():

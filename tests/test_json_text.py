@@ -46,6 +46,18 @@ def test_objects_and_groups_read_back(
     assert [json.loads(text) for text in grouped] == expected
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(TEXT.filter(lambda t: t is not None), max_size=4), max_size=8), st.data())
+def test_string_lists_read_back_from_a_slice_too(
+    lists: list[list[str]], data: st.DataObject
+) -> None:
+    # A column taken as its only chunk may be a slice, whose offsets point into its parent.
+    start = data.draw(st.integers(0, len(lists)))
+    column = pa.array(lists, pa.list_(pa.string())).slice(start)
+    encoded = json_text.string_lists(pa.chunked_array([column])).to_pylist()
+    assert [json.loads(text) for text in encoded] == lists[start:]
+
+
 @pytest.mark.parametrize("limit", [json_text.STRING_LIMIT, 0], ids=["32-bit", "64-bit"])
 def test_document_is_valid_json_with_one_entry_a_line(
     limit: int, monkeypatch: pytest.MonkeyPatch

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.chunks import single
 from migrate.errors import TerminalError
 from migrate.model import TYPE2_DEVICES, DeviceType
 from migrate.reconcile.sources import MappedSide, StoreSide
@@ -131,23 +132,19 @@ class Comparison:
     inventory_only_installations: int
 
 
-def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
 def _concat(columns: list[pa.Array | pa.ChunkedArray]) -> pa.Array:
-    return pa.concat_arrays([_array(column).cast(pa.string()) for column in columns])
+    return pa.concat_arrays([single(column).cast(pa.string()) for column in columns])
 
 
 def _codes(values: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The position of each value in `keys`, -1 where absent."""
-    found = pc.index_in(_array(values), value_set=_array(keys))
+    found = pc.index_in(single(values), value_set=single(keys))
     return pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
 
 
 def _take(column: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
     """column[positions], null where the position is -1."""
-    column = _array(column)
+    column = single(column)
     if len(column) == 0:
         return pa.nulls(len(positions), column.type)
     safe = np.where(positions < 0, 0, positions)
@@ -155,7 +152,7 @@ def _take(column: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array
 
 
 def _numpy(flags: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(_array(flags), False).to_numpy(zero_copy_only=False).astype(bool)
+    return pc.fill_null(single(flags), False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def _differs(a: pa.Array, b: pa.Array, blank_counts: np.ndarray) -> np.ndarray:
