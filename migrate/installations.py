@@ -52,7 +52,8 @@ def first_positions(codes: np.ndarray, candidates: np.ndarray, count: int) -> np
     -1 where none does."""
     owners = codes[candidates]
     kept = owners >= 0
-    candidates, owners = candidates[kept], owners[kept]
+    if not kept.all():  # rows without a key are rare: skip the copy when there are none
+        candidates, owners = candidates[kept], owners[kept]
     if len(candidates) == 0:
         return np.full(count, -1, dtype=np.int64)
     # An extract lists an installation's rows together: only the first of each run of one
