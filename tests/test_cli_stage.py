@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from migrate.cli import EXIT_USAGE, app
+from migrate.audit import from_jsonl, verify
+from migrate.cli import EXIT_DATA_PROBLEMS, EXIT_USAGE, app
 from migrate.plan import make_plan
 
 runner = CliRunner()
@@ -88,6 +89,28 @@ def test_audit_verify_and_export_answer_while_a_writer_holds_the_store(staged: P
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_an_audit_record_whose_inputs_text_changed_fails_verify_and_export_shows_it(
+    staged: Path,
+) -> None:
+    """Spacing added to record 5's stored inputs reads back as the same mapping: verify names
+    the record, and the export keeps the changed text, so that the file fails there too."""
+    store = sqlite3.connect(staged / "store.db")
+    with store:
+        store.execute("UPDATE audit SET inputs = replace(inputs, ':', ': ') WHERE seq = 5")
+    store.close()
+    verified = runner.invoke(app, ["audit", "verify"])
+    assert verified.exit_code == EXIT_DATA_PROBLEMS, verified.output
+    assert " ".join(verified.stderr.split()).startswith(
+        "audit log does not verify: record 5: not a well-formed record (field 'inputs' is text"
+    )
+    exported = runner.invoke(app, ["audit", "export", "--jsonl", "audit.jsonl"])
+    assert exported.exit_code == 0, exported.output
+    with Path("audit.jsonl").open("rb") as handle:
+        result = verify(from_jsonl(handle))
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+    assert "field 'inputs' is text" in (result.problem or "")
 
 
 def test_audit_export_to_a_folder_exits_2_and_leaves_nothing(staged: Path) -> None:

@@ -12,7 +12,10 @@ The format, so that a log can be re-checked without this code:
   content too; a fixed-length prefix cannot run into the JSON);
 - hash: SHA-256 of the sealed bytes, lowercase hex; mac: HMAC-SHA256 of the same bytes under
   the key, lowercase hex, or None when there is no key;
-- record 1 has prev_hash GENESIS; record n has prev_hash equal to record n-1's hash.
+- record 1 has prev_hash GENESIS; record n has prev_hash equal to record n-1's hash;
+- a store keeps inputs as text, `inputs_text` (sorted keys, compact, ASCII-escaped). The hash
+  covers their value, not that text, so a record whose text is anything else (a repeated key,
+  spacing) is a bad record, although it reads back as the same value (`inputs_value`).
 
 What each part catches:
 
@@ -70,6 +73,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # The reference serialisation: the JSON lines of an export, and the definition the fast
 # content builder below must match byte for byte (the tests hold it to that).
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The stored spelling of a record's inputs (inputs_text): ASCII-escaped, as stores hold it.
+_STORED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,9 @@ class AuditRecord:
     from_state: str | None
     to_state: str | None
     reason: str | None
-    inputs: dict[str, str] = field(hash=False)  # a dict cannot be hashed; equality keeps it
+    # A dict cannot be hashed; equality keeps it. Read back from a store whose text is not
+    # the canonical spelling of its value, it is that text (see inputs_value): verify says so.
+    inputs: dict[str, str] = field(hash=False)
     prev_hash: str
     hash: str
     mac: str | None
@@ -176,12 +183,36 @@ def _at(value: object, seq: object) -> str:
     )
 
 
+def inputs_text(inputs: Mapping[str, str]) -> str:
+    """A record's inputs as a store keeps them: JSON, sorted keys, compact, ASCII-escaped.
+    The hash covers the mapping, not this text, so this is its only spelling: a store reads
+    back exactly this or reports the record (inputs_value)."""
+    return _STORED.encode(dict(inputs))
+
+
+def inputs_value(text: str) -> object:
+    """The value a store's inputs text holds when the text is its canonical spelling, else
+    the text itself, which verify reports: a repeated key, reordered keys or spacing would
+    otherwise read back as the same mapping, and the edit would verify."""
+    try:
+        value = json.loads(text)
+        canonical = _STORED.encode(value)
+    except (ValueError, RecursionError):
+        return text
+    return value if canonical == text else text
+
+
 def _inputs(value: object, seq: object) -> dict[str, str]:
     """The input hashes as a new dict in key order: the caller's dict may change later."""
     if type(value) is dict and len(value) == 1:  # the usual case, without the general path
         ((name, digest),) = value.items()
         if type(name) is str and type(digest) is str:
             return {name: digest}
+    if isinstance(value, str):
+        raise ValueError(
+            f"{_where(seq)}: field 'inputs' is text, not a mapping: stored inputs that are not "
+            "exactly their canonical JSON were altered"
+        )
     if not isinstance(value, Mapping):
         raise ValueError(
             f"{_where(seq)}: field 'inputs' must be a mapping of names to hashes, "

@@ -21,7 +21,6 @@ appends one per installation.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
@@ -40,6 +39,7 @@ from migrate.audit.chain import (
     _Mac,
     _prepare,
     _quote,
+    inputs_value,
 )
 
 # Each byte's value as a lowercase hex digit, 255 for a byte that is not one.
@@ -66,15 +66,15 @@ class Chunk:
 
 
 def check_inputs(texts: Iterable[str]) -> None:
-    """Stored inputs texts that are the canonical form of what `verify` reads from them
-    (json.loads, then `_inputs`), so that the content may hold them as they are."""
+    """Stored inputs texts that `verify` reads as a record's inputs (`inputs_value`, then
+    `_inputs`: the canonical text of a mapping of strings), with no escape in them, so that
+    they are the very bytes `_prepare` writes and the content may hold them as they are."""
     for text in texts:
         try:
-            pairs = _inputs(json.loads(text), None)
-        except (TypeError, ValueError):
+            _inputs(inputs_value(text), None)
+        except ValueError:
             raise Unconfirmed from None
-        canonical = ",".join(_quote(name) + ":" + _quote(digest) for name, digest in pairs.items())
-        if text != "{" + canonical + "}" or not is_plain(text):
+        if not is_plain(text):
             raise Unconfirmed
 
 

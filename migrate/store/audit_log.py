@@ -15,6 +15,8 @@ from sqlalchemy import Connection, func, select, update
 from migrate.audit import (
     AuditRecord,
     Verification,
+    inputs_text,
+    inputs_value,
     seal_many,
     sealed_with,
     valid_head,
@@ -101,7 +103,7 @@ def append(
     ]
     sealed = seal_many(rows, prev_hash, key)
     # Every record of one append shares its inputs: written once, referenced by each row.
-    shared = _inputs_text(inputs)
+    shared = inputs_text(inputs)
     columns = [column.name for column in audit.columns]
     if len(sealed) <= SMALL_APPEND:
         # A commit's chunk: tuples straight to the driver beat building an Arrow table.
@@ -159,7 +161,7 @@ def append_columns(
             "actor": pa.repeat(pa.scalar(actor), count),
             "command": pa.repeat(pa.scalar(command), count),
             **{name: columns[name].cast(pa.string()) for name in PER_ROW},
-            "inputs": pa.repeat(pa.scalar(_inputs_text(inputs)), count),
+            "inputs": pa.repeat(pa.scalar(inputs_text(inputs)), count),
             "prev_hash": pa.array(sealed.prev_hashes, pa.string()),
             "hash": pa.array(sealed.hashes, pa.string()),
             "mac": pa.array(sealed.macs, pa.string()),
@@ -208,10 +210,6 @@ def require_matching_key(connection: Connection, key: bytes | None) -> None:
         )
 
 
-def _inputs_text(inputs: Mapping[str, str]) -> str:
-    return json.dumps(dict(inputs), sort_keys=True, separators=(",", ":"))
-
-
 def records(connection: Connection) -> Iterator[AuditRecord]:
     """Every record, in sequence order, streamed."""
     result = connection.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(
@@ -219,7 +217,7 @@ def records(connection: Connection) -> Iterator[AuditRecord]:
     )
     for row in result:
         values = row._asdict()
-        values["inputs"] = json.loads(values["inputs"])
+        values["inputs"] = inputs_value(values["inputs"])  # the text, unless canonical
         yield AuditRecord(**values)
 
 

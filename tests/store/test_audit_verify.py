@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable, select, update
 
 from migrate.audit import Verification
 from migrate.plan import make_plan
 from migrate.store import audit_log, audit_verify
 from migrate.store.audit_verify import verify_log_fast
 from migrate.store.engine import make_engine, upgrade
+from migrate.store.schema import audit
 from migrate.store.snapshot import reader
 from migrate.store.staging import stage
 
@@ -52,20 +53,28 @@ def _both(engine: Engine, key: bytes | None) -> tuple[Verification, Verification
         return verify_log_fast(connection, key), audit_log.verify_log(connection, key)
 
 
-def _tamper(engine: Engine, sql: str) -> None:
+def _tamper(engine: Engine, sql: str | Executable) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        connection.exec_driver_sql(sql)
+        if isinstance(sql, str):
+            connection.exec_driver_sql(sql)
+        else:
+            connection.execute(sql)
 
 
-def _append(connection: Connection, key: bytes | None, **event: object) -> None:
+def _append(
+    connection: Connection,
+    key: bytes | None,
+    inputs: dict[str, str] | None = None,
+    **event: object,
+) -> None:
     audit_log.append(
         connection,
         [{"batch": "b1", "from_state": "STAGED", "to_state": "WITHDRAWN", **event}],
         actor="op",
         command="withdraw",
-        inputs={"plan": "0" * 64},
+        inputs=inputs or {"plan": "0" * 64},
         key=key,
     )
 
@@ -138,16 +147,79 @@ def test_a_wrong_key_or_none_at_all_fails_the_same(logged: Logged) -> None:
     assert "mac" in (fast.problem or "")
 
 
-def test_values_that_need_escaping_or_stored_non_canonically_still_verify(logged: Logged) -> None:
+def test_values_that_need_escaping_still_verify(logged: Logged) -> None:
     key = logged.key
     with logged.engine.begin() as connection:
         _append(connection, key, installation_id='SEC"quoted\\back\nline', reason="é\t")
-    _tamper(
-        logged.engine,
-        'UPDATE audit SET inputs = \'{"plan": "\' || substr(inputs, 10) WHERE seq = 4',
-    )
+        _append(connection, key, {"plan": "0" * 64, "wörker": "é\x7f"})
     fast, reference = _both(logged.engine, key)
-    assert fast == reference and fast.ok and fast.count == 307
+    assert fast == reference and fast.ok and fast.count == 308
+
+
+STORED_INPUTS = '{"plan":"' + "0" * 64 + '","worker":"w1"}'
+
+
+@pytest.mark.parametrize(
+    "altered",
+    [
+        STORED_INPUTS.replace(":", ": ").replace(",", ", "),
+        '{"worker":"w1","plan":"' + "0" * 64 + '"}',
+        '{"plan":"' + "1" * 64 + '",' + STORED_INPUTS[1:],
+        STORED_INPUTS.replace("w1", "w\\u0031"),
+        STORED_INPUTS + " ",
+    ],
+    ids=["spaced", "reordered", "repeated-key", "escaped", "trailing-space"],
+)
+def test_inputs_text_altered_to_the_same_value_fails_at_its_record(
+    logged: Logged, altered: str
+) -> None:
+    """The hash covers the inputs' value, not their text: a store's text that reads back as
+    the same mapping must still fail, as any other changed byte does."""
+    with logged.engine.begin() as connection:
+        _append(connection, logged.key, {"worker": "w1", "plan": "0" * 64})
+        _append(connection, logged.key, installation_id="SEC0000001")
+    with logged.engine.connect() as connection:
+        stored = connection.execute(select(audit.c.inputs).where(audit.c.seq == 307)).scalar()
+    assert stored == STORED_INPUTS
+    _tamper(logged.engine, update(audit).where(audit.c.seq == 307).values(inputs=altered))
+    fast, reference = _both(logged.engine, logged.key)
+    assert fast == reference and not fast.ok
+    assert (fast.first_bad_seq, fast.count) == (307, 307)
+    assert fast.problem == (
+        "record 307: not a well-formed record (field 'inputs' is text, not a mapping: stored "
+        "inputs that are not exactly their canonical JSON were altered)"
+    )
+
+
+def test_any_flipped_byte_of_a_stored_record_fails_at_that_record(db_url: str) -> None:
+    """Every byte of every stored field of a keyed record, one at a time, each bit pattern
+    kept to ASCII: verification fails naming that record (inputs were read as JSON, so a
+    flip that broke the JSON stopped the tool instead)."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+    try:
+        with engine.begin() as connection:
+            for n in range(3):
+                _append(
+                    connection, KEY, {"plan": "0" * 64, "worker": "w1"}, installation_id=f"S{n}"
+                )
+            row = connection.execute(select(audit).where(audit.c.seq == 2)).one()._asdict()
+        for name, value in row.items():
+            if not isinstance(value, str):
+                continue
+            for position in range(len(value)):
+                for flip in (0x01, 0x20):
+                    changed = chr(ord(value[position]) ^ flip)
+                    altered = value[:position] + changed + value[position + 1 :]
+                    _tamper(engine, update(audit).where(audit.c.seq == 2).values({name: altered}))
+                    fast, reference = _both(engine, KEY)
+                    assert fast == reference, (name, position, flip)
+                    assert (fast.ok, fast.first_bad_seq) == (False, 2), (name, altered)
+                    _tamper(engine, update(audit).where(audit.c.seq == 2).values({name: value}))
+        with engine.connect() as connection:
+            assert verify_log_fast(connection, KEY).ok
+    finally:
+        engine.dispose()
 
 
 def test_a_verification_carries_on_from_an_earlier_one(logged: Logged) -> None:
