@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, String, insert, select
 
 from migrate.cohort.loader import COHORTS
 from migrate.errors import InputError, TerminalError
@@ -34,7 +34,7 @@ from migrate.plan_reader import read_eligible
 from migrate.store import audit_log
 from migrate.store.bulk import insert_new, rows_where_in
 from migrate.store.engine import require_current
-from migrate.store.schema import batches, require_name
+from migrate.store.schema import batches, metadata, require_name
 from migrate.store.states import RequestState, check_transition
 
 # What staging reads of the other requests of the installations it stages, by installation.
@@ -206,6 +206,40 @@ def _refuse_repeats(ids: pa.Array, plan_path: Path) -> None:
         )
 
 
+def _refuse_overlong(rows: dict[str, pa.Table], plan_path: Path) -> None:
+    """Values longer than their columns hold (rows by table name), refused before anything is
+    written, naming each field, its limit and the first installations: PostgreSQL refused
+    them mid-write (an internal error) where SQLite kept them whole. Counted in characters,
+    as PostgreSQL counts them."""
+    found: dict[tuple[str, int], pa.Array] = {}  # (field, limit): the installations concerned
+    for name, values in rows.items():
+        for column in metadata.tables[name].columns:
+            limit = column.type.length if isinstance(column.type, String) else None
+            if not limit or column.name not in values.schema.names:
+                continue
+            lengths = pc.utf8_length(values.column(column.name))
+            over = pc.fill_null(pc.greater(lengths, limit), False)
+            if (column.name, limit) not in found and pc.any(over).as_py():
+                found[column.name, limit] = pc.unique(values.column("installation_id").filter(over))
+    if found:
+        parts = [
+            f"{field} longer than {limit:,} characters in {len(ids):,} installation(s): "
+            + _listed([_shortened(i) for i in ids.slice(0, 11).to_pylist()])
+            for (field, limit), ids in found.items()
+        ]
+        raise InputError(
+            plan_path,
+            f"holds values longer than the store keeps: {'; '.join(parts)}. Nothing was "
+            "staged: correct them in the extract, then plan again",
+        )
+
+
+def _shortened(text: str) -> str:
+    """An installation id as a message shows it: an overlong one cut to its first 40
+    characters, so that ten of them stay readable."""
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
 def _payloads(
     entries: pa.Table, plan: dict[str, Any], plan_path: Path, owner: np.ndarray, flat: pa.Array
 ) -> pa.Array:
@@ -344,6 +378,9 @@ def stage(
         # Only what is new is built (and its payload checked): re-staging builds nothing.
         new = entries.filter(pa.array([k not in existing for k in keys], pa.bool_()))
         installations, devices, fresh = _tables(new, plan, plan_path, batch, at)
+        _refuse_overlong(
+            {"installations": installations, "devices": devices, "requests": fresh}, plan_path
+        )
         live = _live_elsewhere(connection, fresh)
         if live:
             raise LiveRequestConflict(live)

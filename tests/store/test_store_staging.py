@@ -379,3 +379,55 @@ def test_a_plan_listing_an_installation_twice_is_refused_naming_it(  # type: ign
         stage(store, doubled, batch="moc-1", actor="tester", key=None)
     assert f"lists 1 eligible installation(s) more than once: {repeated}." in str(caught.value)
     assert _count(store, batches) == _count(store, requests) == _count(store, audit) == 0
+
+
+def _lengthened(extract: Path, installation: str, msn: str) -> None:
+    """The Secure MOC sample as `extract`, SEC0000002 renamed to `installation` and
+    SEC0000003's electricity meter's serial number made `msn` (both stay eligible: an odd
+    serial number is only a warning)."""
+    original = REPO / "examples" / "secure_moc_installations.csv"
+    lines = original.read_text().splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith("SEC0000002,"):
+            lines[index] = installation + line.removeprefix("SEC0000002")
+        elif line.startswith("SEC0000003,"):
+            lines[index] = line.replace(",H16MB087852,", f",{msn},")
+    extract.write_text("".join(lines))
+
+
+def test_values_longer_than_the_store_keeps_are_refused_before_any_write(  # type: ignore[no-untyped-def]
+    store, tmp_path: Path
+) -> None:
+    """The same on both databases: PostgreSQL refused them mid-write as an internal error,
+    SQLite kept them whole. Each field is named with its limit and its installations."""
+    extract = tmp_path / "secure.csv"
+    long_id = "SEC0000002" + "X" * 191
+    _lengthened(extract, long_id, "H16MB" + "0" * 96)
+    plan = tmp_path / "long.json"
+    make_plan([extract], "secure_moc_installations", "moc").write(plan)
+    with pytest.raises(InputError) as caught:
+        stage(store, plan, batch="moc-1", actor="tester", key=None)
+    assert str(caught.value) == (
+        f"{plan}: holds values longer than the store keeps: installation_id longer than 200 "
+        f"characters in 1 installation(s): {long_id[:40]}…; msn longer than 100 characters in "
+        "1 installation(s): SEC0000003. Nothing was staged: correct them in the extract, then "
+        "plan again"
+    )
+    assert _count(store, batches) == _count(store, requests) == _count(store, audit) == 0
+
+    _lengthened(extract, long_id[:200], "H16MB" + "0" * 95)  # at the limits: kept whole
+    make_plan([extract], "secure_moc_installations", "moc").write(plan)
+    staged = stage(store, plan, batch="moc-1", actor="tester", key=None)
+    assert staged.staged == _count(store, requests) > 0
+    with store.connect() as connection:
+        kept = connection.execute(
+            select(installations.c.installation_id).where(
+                installations.c.installation_id.like("SEC0000002%")
+            )
+        ).scalar_one()
+        msn = connection.execute(
+            select(devices.c.msn).where(
+                devices.c.installation_id == "SEC0000003", devices.c.device_type == "ESME"
+            )
+        ).scalar_one()
+    assert (kept, msn) == (long_id[:200], "H16MB" + "0" * 95)
