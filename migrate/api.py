@@ -202,7 +202,7 @@ def rehearse(
                 mappings_dir=mappings_dir,
             ),
         )
-        if step.stage is not None and step.plan is not None
+        if step.stage is not None and step.stage.requests and step.plan is not None
         else step
         for step in steps
     ]
@@ -246,8 +246,12 @@ def _rehearse_extracts(
             json_path=folder / "dry-run.json",
         )
         staged = stage(planned.path, batch=f"rehearsal-{item.cohort}", db=database)
-        committed = commit(
-            staged.batch, simulator_url, db=database, options=options, cohorts_dir=cohorts_dir
+        committed = (
+            commit(
+                staged.batch, simulator_url, db=database, options=options, cohorts_dir=cohorts_dir
+            )
+            if staged.requests
+            else None  # no eligible installations: no batch to commit or reconcile
         )
         steps.append(RehearsalStep(item.path, ingested, planned, reported, staged, committed))
     return steps
@@ -437,7 +441,7 @@ def commit(
 @dataclass(frozen=True)
 class ApplyRun:
     staged: StageResult
-    committed: CommitResult
+    committed: CommitResult | None  # None: the plan has no eligible installations, no batch
 
 
 def apply(
@@ -454,8 +458,11 @@ def apply(
     cohorts_dir: Path | None = None,
 ) -> ApplyRun:
     """`migrate apply`: stage a plan (refused if its inputs changed since it was made) and
-    commit it, in one go; a rerun finishes what an interrupted one left."""
+    commit it, in one go; a rerun finishes what an interrupted one left. A plan with no
+    eligible installations makes no batch, so nothing is committed (nor the DCC called)."""
     staged = stage(plan_path, batch=batch, db=db, actor=actor)
+    if staged.requests == 0:
+        return ApplyRun(staged, None)
     committed = commit(
         staged.batch,
         gateway,

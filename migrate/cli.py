@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from migrate.ingest import IngestSummary
     from migrate.plan import PlanSummary
     from migrate.reconcile import ReconciliationResult
+    from migrate.store.staging import StageResult
 
 EXIT_CLEAN = 0
 EXIT_DATA_PROBLEMS = 1
@@ -220,7 +221,9 @@ def rehearse(
                 stdout.print(_plan_table(step.plan.summary))
                 written = ", ".join(str(p) for p in step.report.written[:1]) if step.report else ""
                 stdout.print(f"plan {step.plan.path}; dry-run report {written}", highlight=False)
-            if step.stage is not None:
+            if step.stage is not None and step.stage.requests == 0:
+                _print_none_eligible(step.stage, "stage")
+            elif step.stage is not None:
                 stdout.print(
                     f"staged {step.stage.staged:,} requests in batch {step.stage.batch}",
                     highlight=False,
@@ -359,6 +362,16 @@ def db_upgrade(db: DbUrl = None) -> None:
         )
 
 
+def _print_none_eligible(result: StageResult, nothing_to: str) -> None:
+    """Said, rather than "0 staged", when a plan has no eligible installation: no batch is
+    made, and the dry-run report says why each installation was left out."""
+    stdout.print(
+        f"nothing to {nothing_to}: the plan has no eligible installations (`migrate report` "
+        f"shows why each was excluded), so no batch {result.batch} was made",
+        highlight=False,
+    )
+
+
 @app.command()
 def stage(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan from `migrate plan`.")],
@@ -379,11 +392,7 @@ def stage(
     if json_output:
         print(json.dumps(dataclasses.asdict(result), sort_keys=True))
     elif result.requests == 0:
-        stdout.print(
-            f"batch {result.batch}: nothing to stage, the plan has no eligible installations "
-            "(`migrate report` shows why each was excluded)",
-            highlight=False,
-        )
+        _print_none_eligible(result, "stage")
     elif result.staged == 0:
         stdout.print(
             f"batch {result.batch}: nothing to stage, all {result.requests:,} requests "
@@ -655,6 +664,12 @@ def apply(
             )
     except MigrateError as error:
         _fail(error)
+    if run.committed is None:
+        if json_output:
+            print(json.dumps(dataclasses.asdict(run.staged), sort_keys=True))
+        else:
+            _print_none_eligible(run.staged, "stage or send")
+        raise typer.Exit(EXIT_CLEAN)
     if not json_output:
         stdout.print(
             f"batch {run.staged.batch}: staged {run.staged.staged:,} requests "

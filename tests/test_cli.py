@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,26 @@ def test_mapping_list_shows_the_shipped_mappings() -> None:
     assert result.exit_code == 0
     for name in ("landis_ioc_devices", "secure_moc_installations", "edmi_foc_estate"):
         assert name in result.stdout
+
+
+def test_a_rehearsal_cohort_with_no_eligible_installations_is_neither_committed_nor_reconciled(
+    tmp_path: Path, examples: Path
+) -> None:
+    """It makes no batch, so there is none to commit or reconcile: the rehearsal says so and
+    goes on, where it stopped asking for a batch the store does not hold."""
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    shutil.copy(examples / "secure_moc_installations.csv", folder)
+    (folder / "rehearsal.yaml").write_text(
+        "extracts:\n"
+        "  - {path: secure_moc_installations.csv, mapping: secure_moc_installations, cohort: ioc}\n"
+    )
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["rehearse", "--examples", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "so no batch rehearsal-ioc was made" in " ".join(result.stdout.split())
+    assert "audit log: 0 records, verifies" in result.stdout
+    assert not (out / "ioc" / "reconciliation").exists()
 
 
 def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) -> None:

@@ -117,6 +117,24 @@ def test_apply_refuses_a_plan_whose_inputs_changed(planned: Path) -> None:
     assert "the plan's inputs changed since it was made: secure.csv (changed)" in result.stderr
 
 
+def test_apply_of_a_plan_with_no_eligible_installations_says_so_and_sends_nothing(
+    planned: Path,
+) -> None:
+    """Not "staged 0 requests (0 were staged already)": no batch is made, and the DCC (here
+    an address nothing listens on) is not called."""
+    make_plan([Path("secure.csv")], "secure_moc_installations", "ioc").write(Path("none.json"))
+    args = ["apply", "none.json", "--gateway", "http://127.0.0.1:9", "--batch", "ioc-w1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.stdout.split()) == (
+        "nothing to stage or send: the plan has no eligible installations (`migrate report` "
+        "shows why each was excluded), so no batch ioc-w1 was made"
+    )
+    code, document = invoke(*args, "--json")
+    assert code == 0 and (document["batch"], document["requests"]) == ("ioc-w1", 0)
+    assert runner.invoke(app, ["status", "--batch", "ioc-w1"]).exit_code == EXIT_USAGE
+
+
 def test_status_of_an_unknown_batch_exits_2(planned: Path) -> None:
     result = runner.invoke(app, ["status", "--batch", "nope"])
     assert result.exit_code == EXIT_USAGE

@@ -121,14 +121,16 @@ def test_audit_export_to_a_folder_exits_2_and_leaves_nothing(staged: Path) -> No
     assert not list(staged.glob(".*.tmp"))
 
 
-def test_a_plan_with_no_eligible_installations_says_so_not_that_all_were_staged(
-    staged: Path,
-) -> None:
+def test_a_plan_with_no_eligible_installations_says_so_and_makes_no_batch(staged: Path) -> None:
     make_plan([Path("secure.csv")], "secure_moc_installations", "ioc").write(Path("none.json"))
     for _ in range(2):  # first staging, and again
         result = runner.invoke(app, ["stage", "none.json", "--batch", "ioc-w1"])
         assert result.exit_code == 0, result.output
-        assert result.stdout == (
-            "batch ioc-w1: nothing to stage, the plan has no eligible installations "
-            "(`migrate report` shows why each was excluded)\n"
+        assert " ".join(result.stdout.split()) == (
+            "nothing to stage: the plan has no eligible installations (`migrate report` shows "
+            "why each was excluded), so no batch ioc-w1 was made"
         )
+    status = runner.invoke(app, ["status", "--batch", "ioc-w1"])
+    assert status.exit_code == EXIT_USAGE and "no batch 'ioc-w1' in the store" in status.stderr
+    verified = runner.invoke(app, ["audit", "verify"])
+    assert "audit log verifies: 306 records" in verified.stdout  # w1's, nothing more

@@ -5,7 +5,7 @@ the store with another payload fingerprint is refused, naming the installations,
 same key must always mean the same request. A new key for an installation that still has a
 live request under its old key (its devices or firmware changed) is refused too: both would be
 sent. A plan whose input files have changed since it was made is refused, as terraform refuses
-a stale plan.
+a stale plan. A plan with no eligible installations stages nothing and makes no batch.
 """
 
 from __future__ import annotations
@@ -384,7 +384,9 @@ def stage(
         live = _live_elsewhere(connection, fresh)
         if live:
             raise LiveRequestConflict(live)
-        if known is None:
+        # A plan with no eligible installation makes no batch: it would hold nothing, with no
+        # audit record, yet keep its name from the next plan staged under it.
+        if known is None and entries.num_rows:
             connection.execute(
                 insert(batches).values(
                     name=batch,

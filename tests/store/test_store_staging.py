@@ -341,6 +341,21 @@ def test_staged_payloads_are_the_planned_bytes_their_fingerprints_cover(  # type
     assert dated.updated_at is not None
 
 
+def test_a_plan_with_no_eligible_installations_makes_no_batch(  # type: ignore[no-untyped-def]
+    store, plan_file: Path, tmp_path: Path
+) -> None:
+    """An empty batch held nothing, had no audit record, and kept its name from the next
+    plan ("batch 'w1' already holds another plan")."""
+    none = tmp_path / "none.json"
+    make_plan([tmp_path / "secure.csv"], "secure_moc_installations", "ioc").write(none)
+    for _ in range(2):  # idempotent
+        result = stage(store, none, batch="w1", actor="tester", key=None)
+        assert (result.requests, result.staged, result.already, result.audit_head) == (0, 0, 0, 0)
+    assert _count(store, batches) == _count(store, audit) == 0
+    staged = stage(store, plan_file, batch="w1", actor="tester", key=None)
+    assert staged.staged == _count(store, requests) > 0 and _count(store, batches) == 1
+
+
 def test_staging_a_staged_plan_under_another_batch_name_is_refused(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
     stage(store, plan_file, batch="moc-1", actor="tester", key=None)
     with pytest.raises(InputError, match=r"already staged, in batch\(es\) moc-1"):
