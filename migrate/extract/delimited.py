@@ -12,9 +12,10 @@ import codecs
 import csv
 import mmap
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +64,52 @@ def _count_line_starts(data: mmap.mmap, start: int, end: int) -> int:
         breaks += len(returns) - int(np.count_nonzero(view[followed + 1] == 10))
     del view  # the map cannot close while a view of it is alive
     return breaks
+
+
+# What a skipped line may hold and still be blank: spaces and control characters (0x1A ends
+# a file in DOS tools).
+_NOT_TEXT = "".join(map(chr, range(0x21))) + "\x7f"
+
+
+Text = TypeVar("Text", bytes, str, mmap.mmap)
+
+
+def _find_lines(
+    data: Text,
+    needles: Sequence[bytes | str],
+    first_data_line: int,
+    breaks: bytes | str,
+    count_line_starts: Callable[[Text, int, int], int],
+) -> list[int | None]:
+    """The line of each needle, searched in order from the first data line, as a whole line
+    (from a line start to a line end); None for one not found, the search going on after it."""
+    position = 0
+    line = 1
+    for _, match in zip(range(first_data_line - 1), _line_breaks(data), strict=False):
+        position = match.end()  # past the header and any title lines
+        line += 1
+    found: list[int | None] = []
+    for needle in needles:
+        at = position
+        while (at := data.find(needle, at)) >= 0:
+            end = at + len(needle)
+            starts_line = at == 0 or data[at - 1 : at] in breaks
+            ends_line = end == len(data) or data[end : end + 1] in breaks
+            if starts_line and ends_line:
+                break
+            at += 1
+        if at < 0:
+            found.append(None)
+            continue
+        line += count_line_starts(data, position, at)
+        found.append(line)
+        line += count_line_starts(data, at, end)  # a record spanning lines
+        position = end
+    return found
+
+
+def _line_breaks(data: bytes | str | mmap.mmap) -> Iterator[re.Match]:
+    return (LINE_BREAK if isinstance(data, str) else LINE_BREAK_BYTES).finditer(data)
 
 
 def detect_encoding(path: Path) -> str:
@@ -224,7 +271,9 @@ class DelimitedReader:
         self._trailer_like: list[bool] = []
         self._emitted = 0
         self._last_kept = -1  # the ordinal of the last data record emitted
+        # The lines the parser skipped: where each skipped record starts, and its lines.
         self._skipped_positions = np.empty(0, dtype=np.int64)
+        self._skipped_spans = np.empty(0, dtype=np.int64)
         # Records whose quoted fields hold line breaks: their ordinals and extra lines.
         self._multiline: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -417,89 +466,82 @@ class DelimitedReader:
         """Find the lines of the rows the parser skipped; only runs when there were some.
 
         pyarrow reports a skipped row's text but not its position, so the file is searched
-        once more for those texts, in order. A skipped row that looks like a trailer is one
-        only if it ends the file (after the last data row, with only trailers after it):
-        anywhere else it is a data row cut short, quarantined like any other.
+        once more for those texts, in order. A skipped line holding nothing but spaces or
+        control characters (a DOS end-of-file mark) is a blank line. A skipped row that looks
+        like a trailer is one only if it ends the file (after the last data row, with only
+        trailers and blank lines after it): anywhere else it is a data row cut short,
+        quarantined like any other.
         """
-        if not self._unreadable_text:
+        texts = self._unreadable_text
+        if not texts:
             return
         first_data_line = self._header_index + 2
         if codecs.lookup(self.encoding).name in BYTE_SEARCHABLE:
             found = self._find_lines_in_bytes(first_data_line)
         else:
             found = self._find_lines_in_text(first_data_line)
-        self._skipped_positions = np.asarray(found, dtype=np.int64) - first_data_line
+        located = [(line, text) for line, text in zip(found, texts, strict=True) if line]
+        self._skipped_positions = np.array([line for line, _ in located], dtype=np.int64)
+        self._skipped_positions -= first_data_line
+        self._skipped_spans = np.array(
+            [len(LINE_BREAK.findall(text)) + 1 for _, text in located], dtype=np.int64
+        )
         last_data = (
             int(self.source_rows(np.array([self._last_kept]))[0]) if self._last_kept >= 0 else 0
         )
-        unread = len(self._unreadable_text)
-        while (
-            unread
-            and unread <= len(found)
-            and self._trailer_like[unread - 1]
-            and found[unread - 1] > last_data
-        ):
-            unread -= 1
-        self.account.trailer_rows += len(self._unreadable_text) - unread
-        for line_number, text in zip(found[:unread], self._unreadable_text[:unread], strict=False):
-            cells = tuple(next(csv.reader([text], delimiter=self.delimiter), []))
-            self.account.unreadable.append(
-                UnreadableRow(
-                    line_number,
-                    f"{len(cells)} fields where the header has {len(self.columns)}",
-                    cells,
-                )
-            )
-        # A skipped record spanning lines cannot be found by its text: kept, at row 0.
-        self.account.unreadable.extend(
-            UnreadableRow(0, "a record the parser could not split; its line was not found")
-            for _ in self._unreadable_text[len(found) : unread]
-        )
+        blank = [not text.strip(_NOT_TEXT) for text in texts]
+        trailer = [False] * len(texts)
+        for index in reversed(range(len(texts))):
+            if blank[index]:
+                continue
+            line = found[index]
+            if not self._trailer_like[index] or (line is not None and line <= last_data):
+                break
+            trailer[index] = True
+        self.account.trailer_rows += sum(trailer)
+        self.account.blank_rows += sum(blank)
+        for index, (line, text) in enumerate(zip(found, texts, strict=True)):
+            if blank[index] or trailer[index]:
+                continue
+            try:
+                cells = tuple(next(csv.reader([text], delimiter=self.delimiter), []))
+            except csv.Error:
+                cells = (text,)
+            detail = f"{len(cells)} fields where the header has {len(self.columns)}"
+            # A skipped record spanning lines may not be found by its text: kept, at row 0.
+            if line is None:
+                detail = "a record the parser could not split; its line was not found"
+            self.account.unreadable.append(UnreadableRow(line or 0, detail, cells))
 
-    def _find_lines_in_bytes(self, first_data_line: int) -> list[int]:
+    def _find_lines_in_bytes(self, first_data_line: int) -> list[int | None]:
         """Search the mapped file for each skipped row, encoded as the file is: memchr speed
         in encodings where a line break is the byte 0x0A and nothing else."""
-        found: list[int] = []
+        # The byte order mark is the file's first bytes, never part of a row.
+        encoding = "utf-8" if codecs.lookup(self.encoding).name == "utf-8-sig" else self.encoding
         with (
             self.path.open("rb") as handle,
             mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
         ):
-            position = 0
-            line = 1
-            for _, match in zip(
-                range(first_data_line - 1), LINE_BREAK_BYTES.finditer(data), strict=False
-            ):
-                position = match.end()  # past the header and any title lines
-                line += 1
-            for text in self._unreadable_text:
-                needle = text.encode(self.encoding)
-                at = position
-                while True:
-                    at = data.find(needle, at)
-                    if at < 0:
-                        return found
-                    end = at + len(needle)
-                    starts_line = at == 0 or data[at - 1 : at] in (b"\n", b"\r")
-                    ends_line = end == len(data) or data[end : end + 1] in (b"\n", b"\r")
-                    if starts_line and ends_line:
-                        break
-                    at += 1
-                line += _count_line_starts(data, position, at)
-                found.append(line)
-                position = end
-        return found
+            return _find_lines(
+                data,
+                [text.encode(encoding) for text in self._unreadable_text],
+                first_data_line,
+                b"\n\r",
+                _count_line_starts,
+            )
 
-    def _find_lines_in_text(self, first_data_line: int) -> list[int]:
-        pending = list(self._unreadable_text)
-        found: list[int] = []
+    def _find_lines_in_text(self, first_data_line: int) -> list[int | None]:
+        """The same search in the decoded text, for encodings (UTF-16) whose line breaks
+        are not single bytes. Such files are rare and small: read whole."""
         with self.path.open("r", encoding=self.encoding, newline="") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line_number >= first_data_line and line.rstrip("\r\n") == pending[0]:
-                    found.append(line_number)
-                    pending.pop(0)
-                    if not pending:
-                        break
-        return found
+            text = handle.read()
+        return _find_lines(
+            text,
+            self._unreadable_text,
+            first_data_line,
+            "\n\r",
+            lambda data, start, end: len(LINE_BREAK.findall(data, start, end)),
+        )
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         """The file line of each emitted record (its first line, if it spans several),
@@ -512,6 +554,8 @@ class DelimitedReader:
                 [[0], np.cumsum(np.concatenate([e for _, e in self._multiline]))]
             )
             lines = lines + extra[np.searchsorted(spanning, lines, side="left")]
-        skipped = self._skipped_positions
-        shift = np.searchsorted(skipped - np.arange(len(skipped)), lines, side="right")
-        return lines + shift + self._header_index + 2
+        # A skipped record stands before an emitted one when it starts before it, counted in
+        # the lines of emitted records only; each moves it down by the lines it spans.
+        spans = np.concatenate([[0], np.cumsum(self._skipped_spans)])
+        before = np.searchsorted(self._skipped_positions - spans[:-1], lines, side="right")
+        return lines + spans[before] + self._header_index + 2

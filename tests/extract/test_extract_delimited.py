@@ -471,6 +471,39 @@ def test_a_short_row_looking_like_a_trailer_is_a_trailer_only_at_the_end(
     assert reader.account.trailer_rows == 2
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
+def test_a_trailer_after_a_ragged_record_spanning_lines_is_found_in_any_encoding(
+    tmp_path: Path, encoding: str
+) -> None:
+    # The skipped rows are found again by their text: a record spanning two lines, a byte
+    # order mark, or UTF-16's two-byte line breaks must not lose the trailer after them.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", '2,"b', 'c"', "3,c,EDMI", "TRL,3"]
+    path = write(tmp_path / "trailer.csv", lines, encoding=encoding, newline="\r\n")
+
+    reader = DelimitedReader(path, REQUIRED, trailer=TRAILER, encoding=encoding)
+    rows, numbers = read_all(reader)
+
+    assert [row["MPAN"] for row in rows] == ["1", "3"]
+    assert numbers == [2, 5]
+    assert [(u.row, u.cells) for u in reader.account.unreadable] == [(3, ("2", "b\r\nc"))]
+    assert reader.account.trailer_rows == 1
+
+
+@pytest.mark.parametrize("end", ["\x1a", "   ", "\t"], ids=["dos-eof", "spaces", "tab"])
+def test_a_line_of_spaces_or_control_characters_is_blank_even_after_the_trailer(
+    tmp_path: Path, end: str
+) -> None:
+    path = write(tmp_path / "trailer.csv", ["MPAN,Serial,Make", "1,a,EDMI", "TRL,1", end])
+
+    reader = DelimitedReader(path, REQUIRED, trailer=TRAILER)
+    rows, _ = read_all(reader)
+
+    assert [row["MPAN"] for row in rows] == ["1"]
+    assert reader.account.trailer_rows == 1
+    assert reader.account.blank_rows == 1
+    assert reader.account.unreadable == []
+
+
 def test_ragged_data_row_mentioning_the_trailer_word_stays_unreadable(tmp_path: Path) -> None:
     # Only the first field is a trailer's mark: a ragged data row must not vanish as a trailer.
     lines = ["MPAN,Serial,Notes", "1,a,ok", "2,b,EOF reached,early", "3,c,ok", "EOF"]
