@@ -13,6 +13,7 @@ import gc
 import importlib.abc
 import json
 import os
+import platform
 import sys
 import traceback
 from pathlib import Path
@@ -1174,8 +1175,11 @@ def main() -> None:
     # Batch work allocates millions of short-lived objects (JSON, rows for the database); the
     # cyclic collector's default thresholds would walk them thousands of times for nothing.
     gc.set_threshold(100_000, 50, 100)
-    sys.meta_path.insert(0, _WithoutPandas())
-    if sys.platform == "linux":  # where pyarrow's wheels carry jemalloc
+    without_pandas = _WithoutPandas()
+    sys.meta_path.insert(0, without_pandas)
+    # Where pyarrow's wheels are known to carry jemalloc: elsewhere naming it would only
+    # print Arrow's warning at every command.
+    if sys.platform == "linux" and platform.machine() == "x86_64":
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL)
     try:
         app()
@@ -1196,6 +1200,8 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(EXIT_INTERNAL)
+    finally:  # a program that calls main() and goes on may import pandas again
+        sys.meta_path.remove(without_pandas)
 
 
 if __name__ == "__main__":
