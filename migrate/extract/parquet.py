@@ -55,9 +55,15 @@ def json_text(column: pa.Array) -> pa.Array:
     never a field the mapping reads, but part of the row, so two rows that differ only there
     still differ."""
     return pa.array(
-        [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
+        [None if v is None else json.dumps(v, default=_plain) for v in column.to_pylist()],
         pa.string(),
     )
+
+
+def _plain(value: object) -> str:
+    """JSON's fallback: bytes as hex, which reads back as the bytes (their repr, b'\\xff',
+    is Python's spelling, not the data's); anything else (durations, decimals) as its text."""
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def _float_strings(column: pa.Array) -> pa.Array:
@@ -127,10 +133,16 @@ class ParquetReader:
     def _strings(self, name: str, column: pa.Array) -> pa.Array:
         try:
             return as_strings(column)
-        except TypeError as error:
+        except (TypeError, pa.ArrowInvalid) as error:
+            # ArrowInvalid: a binary column whose bytes are not UTF-8 has no text of its own.
             if name.casefold() not in self._used:
                 return json_text(column)
-            raise InputError(self.path, str(error), column=name) from error
+            problem = (
+                str(error)
+                if isinstance(error, TypeError)
+                else f"the column holds bytes that are not text ({error})"
+            )
+            raise InputError(self.path, problem, column=name) from error
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         return ordinals + 1

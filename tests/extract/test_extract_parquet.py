@@ -353,6 +353,36 @@ def test_a_used_column_whose_type_has_no_text_is_refused_naming_it(tmp_path: Pat
     assert "unsupported column type" in caught.value.problem
 
 
+def binary_file(tmp_path: Path) -> Path:
+    """A warehouse's raw 16-byte key (a hash, a UUID) beside the fields: not UTF-8 text."""
+    return write(
+        tmp_path / "binary.parquet",
+        {
+            "mpxn number": pa.array([1.0]),
+            "device id": pa.array(["D1"]),
+            "row key": pa.array([b"\xff" * 16], pa.binary(16)),
+        },
+    )
+
+
+def test_an_unused_binary_column_that_is_not_text_is_kept_as_hex(tmp_path: Path) -> None:
+    rows, _ = read_all(ParquetReader(binary_file(tmp_path), REQUIRED))
+
+    assert rows == [{"mpxn number": "1", "device id": "D1", "row key": f'"{"ff" * 16}"'}]
+
+
+def test_a_used_binary_column_that_is_not_text_is_refused_naming_it(tmp_path: Path) -> None:
+    path = binary_file(tmp_path)
+    reader = ParquetReader(path, [*REQUIRED, "row key"])
+
+    with pytest.raises(InputError) as caught:
+        list(reader.batches())
+
+    assert caught.value.path == str(path)
+    assert caught.value.column == "row key"
+    assert "bytes that are not text" in caught.value.problem
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
 def test_open_extract_reads_parquet(tmp_path: Path, suffix: str) -> None:
     path = write(
