@@ -55,6 +55,24 @@ def test_a_url_of_an_unknown_scheme_is_named_without_its_password(
     assert "s3cret" not in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://operator:s3cret@db.example:notaport/store",
+        # An unescaped '@' and ':' in the password put its tail where the port goes.
+        "postgresql://operator:s3@cret:s3cret@db.example/store",
+    ],
+)
+@pytest.mark.parametrize("command", [["status"], ["db", "upgrade"]])
+def test_a_url_whose_port_is_not_a_number_is_refused_without_its_password(
+    url: str, command: list[str]
+) -> None:
+    result = runner.invoke(app, [*command, "--db", url])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "not a database URL: its port is not a number" in result.stderr
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("content", [b"installation_id,mpan\nI-1,1312345678907\n", None])
 @pytest.mark.parametrize("command", [["status"], ["audit", "verify"], ["db", "upgrade"]])
 def test_a_file_that_is_not_a_sqlite_database_is_named_and_left_alone(

@@ -52,6 +52,15 @@ def make_engine(url: str | None = None) -> Engine:
         parsed = make_url(url)
     except ArgumentError as error:
         raise ConfigError(None, f"not a database URL: {error}", key="db") from None
+    except ValueError:
+        # int() of the port, whose text is not shown: a password holding an unescaped '@' or
+        # ':' (p@ss:word) is split there, and its tail would be taken for the port.
+        raise ConfigError(
+            None,
+            "not a database URL: its port is not a number (percent-encode '@', ':' and '/' "
+            "in a password)",
+            key="db",
+        ) from None
     if parsed.drivername not in SCHEMES:
         raise ConfigError(
             None,
