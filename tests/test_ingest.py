@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -271,6 +272,31 @@ def test_an_edmi_date_cell_with_a_time_of_day_is_its_date(tmp_path: Path) -> Non
     assert result.quarantine.num_rows == 0
     dates = result.installations.column("install_date").to_pylist()
     assert dates == [dt.date(2015, 10, 1), dt.date(2015, 10, 2)]
+
+
+def test_a_warehouse_timestamp_with_a_time_of_day_is_its_date(tmp_path: Path) -> None:
+    # The Parquet reader writes a timestamp with a time as 2016-09-28T14:30:00: still a date.
+    when = [dt.datetime(2016, 9, 28, 14, 30), dt.datetime(2016, 9, 29)]
+    table = pa.table(
+        {
+            "mpxn number": ["1538401916143", "1538401916143"],
+            "device id": ["00-DB-12-65-F5-3E-94-21", "00-DB-12-E5-02-11-67-0E"],
+            "firmware version": ["2.5.0", "2.03"],
+            "manufacturer": ["Secure", "Secure"],
+            "type": ["CHF", "ESME"],
+            "device status": ["Commissioned", "Commissioned"],
+            "commisioned date": pa.array(when, pa.timestamp("ms")),
+            "site": ["SEC1", "SEC1"],
+        }
+    )
+    path = tmp_path / "warehouse.parquet"
+    pq.write_table(table, path)
+
+    result = ingest([path], "warehouse_estate_firmware")
+
+    assert result.quarantine.num_rows == 0
+    dates = result.devices.column("commissioned_date").to_pylist()
+    assert dates == [dt.date(2016, 9, 28), dt.date(2016, 9, 29)]
 
 
 def test_installation_mpxn_comes_from_its_meter_before_its_hub(

@@ -38,7 +38,9 @@ def cell_text(value: object) -> str:
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0):
             return value.date().isoformat()
-        return value.isoformat()
+        # To the second: a fraction (Excel keeps milliseconds) would make the mappings' date
+        # formats refuse the value, and a date field wants only its date.
+        return value.isoformat(timespec="seconds")
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if value is None:

@@ -209,6 +209,17 @@ def test_many_datetimes_round_trip_to_the_second(tmp_path: Path) -> None:
     assert [row["When"] for row in rows] == expected
 
 
+def test_a_datetime_with_a_fraction_of_a_second_is_read_to_the_second(tmp_path: Path) -> None:
+    # With its ".123000" the mappings' date formats (%Y-%m-%dT%H:%M:%S) refused it.
+    header: list[object] = ["Premises Ref", "Electricity MPAN", "When"]
+    cells: list[object] = ["P1", 1, dt.datetime(2016, 5, 22, 13, 37, 42, 123000)]
+    path = workbook(tmp_path / "fraction.xlsx", {"S": [header, cells]})
+
+    rows, _ = read_all(ExcelReader(path, REQUIRED))
+
+    assert [row["When"] for row in rows] == ["2016-05-22T13:37:42"]
+
+
 def test_booleans_and_empty_cells(tmp_path: Path) -> None:
     path = workbook(
         tmp_path / "bools.xlsx",
