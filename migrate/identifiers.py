@@ -66,7 +66,9 @@ _EUI64_CANONICAL_WIDTH = 23  # 8 pairs and 7 dashes
 _WHITESPACE_RE = r"[\t\n\x0B\f\r\x1C-\x1F \x{85}\p{Z}]"
 # Any mantissa/exponent spelling a spreadsheet or float may produce; its digits are gone.
 _SCIENTIFIC_RE = r"^[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-]?[0-9]+$"
-_NUMBER_START = np.zeros(256, dtype=bool)  # the first bytes _SCIENTIFIC_RE admits
+# A serial may hold an E between digits (12E3456); Excel always signs its exponent (1E+11).
+_SCIENTIFIC_SIGNED_RE = r"^[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-][0-9]+$"
+_NUMBER_START = np.zeros(256, dtype=bool)  # the first bytes either pattern admits
 _NUMBER_START[list(b"0123456789+-.,")] = True
 
 _ASCII_WHITESPACE = np.zeros(256, dtype=bool)
@@ -308,7 +310,7 @@ def _strip_all(arr: pa.Array) -> pa.Array:
     )
 
 
-def _scientific(arr: pa.Array) -> np.ndarray:
+def _scientific(arr: pa.Array, pattern: str = _SCIENTIFIC_RE) -> np.ndarray:
     """Rows written in scientific notation (e.g. 1.31234567891E+12): digits already lost.
 
     Only a row that starts as a number can be; the others (serials start with the maker's
@@ -319,7 +321,7 @@ def _scientific(arr: pa.Array) -> np.ndarray:
     numeric[numeric] = _NUMBER_START[data[offsets[:-1][numeric]]]
     found = np.zeros(len(arr), dtype=bool)
     if numeric.any():
-        matched = pc.match_substring_regex(_rows(arr, numeric), _SCIENTIFIC_RE)
+        matched = pc.match_substring_regex(_rows(arr, numeric), pattern)
         found[numeric] = pc.fill_null(matched, False).to_numpy(zero_copy_only=False)
     return found
 
@@ -449,7 +451,8 @@ def check_mprn(values: pa.Array | pa.ChunkedArray) -> Checked:
 def check_msn(values: pa.Array | pa.ChunkedArray, pattern: str | None = None) -> Checked:
     """Meter serial numbers: whitespace removed, upper-cased; refused only when written in
     scientific notation (1.23457E+11: a spreadsheet took a serial for a number and its digits
-    are gone), as PRECISION_LOST like an MPAN, since a serial is never guessed.
+    are gone), as PRECISION_LOST like an MPAN, since a serial is never guessed. Only a signed
+    exponent counts, as Excel writes it: 12E3456 is a serial.
 
     `pattern` (RE2, full match against the normalised value) is the expected layout, e.g.
     `[A-Z][0-9]{2}[A-Z]{2}[0-9]{6}`; a value that does not fit is kept with MSN_FORMAT, since
@@ -458,7 +461,7 @@ def check_msn(values: pa.Array | pa.ChunkedArray, pattern: str | None = None) ->
     arr = pc.utf8_upper(_strip_all(_as_string_array(values)))
     n = len(arr)
     present = _present(arr)
-    lost = _scientific(arr).astype(np.int8)
+    lost = _scientific(arr, _SCIENTIFIC_SIGNED_RE).astype(np.int8)
     accepted = present & (lost == 0)
     warn = np.zeros(n, dtype=np.int8)
     if pattern is not None and n:

@@ -38,6 +38,8 @@ VALID_CORES = ["1312345678907", "1030006718997", "2000012345672", "2300123456784
 INVALID_CORES = ["2499999999990", "2099999999386", "1099999999997"]
 MSN_PATTERN = r"[A-Z][0-9]{2}[A-Z]{2}[0-9]{6}"
 SCIENTIFIC = re.compile(r"[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-]?[0-9]+")
+# For a serial only Excel's spelling, with a signed exponent: 12E3456 is a serial.
+SCIENTIFIC_SIGNED = re.compile(r"[+-]?(?:[0-9]+[.,]?[0-9]*|[.,][0-9]+)[eE][+-][0-9]+")
 HEX = "0123456789abcdefABCDEF"
 WHITESPACE = " \t\n\r\x0b\x0c\x1c\x85\u00a0\u2007\u2028\u3000"
 
@@ -105,7 +107,7 @@ def ref_msn(value: str | None, pattern: str | None) -> tuple[str | None, str | N
     v = "".join(c.upper() if len(c.upper()) == 1 else c for c in value if not c.isspace())
     if not v:
         return None, None, None
-    if SCIENTIFIC.fullmatch(v):
+    if SCIENTIFIC_SIGNED.fullmatch(v):
         return None, RowReason.PRECISION_LOST, None
     if pattern is not None and not re.fullmatch(pattern, v):
         return v, None, RowWarning.MSN_FORMAT
@@ -344,9 +346,12 @@ def test_mpan_spacing_is_ignored(spaced: str) -> None:
 @fast
 @given(scientific())
 def test_scientific_notation_is_always_precision_lost(text: str) -> None:
-    assert one(check_mpan_core, text) == (None, RowReason.PRECISION_LOST, None)
-    assert one(check_mprn, text) == (None, RowReason.PRECISION_LOST, None)
-    assert one(check_msn, text) == (None, RowReason.PRECISION_LOST, None)
+    """For an MSN only with a signed exponent: unsigned, it is kept as a serial."""
+    lost = (None, RowReason.PRECISION_LOST, None)
+    assert one(check_mpan_core, text) == lost
+    assert one(check_mprn, text) == lost
+    signed = re.search(r"[eE][+-]", text) is not None
+    assert one(check_msn, text) == (lost if signed else ref_msn(text, None))
 
 
 def test_mpan_check_digits_shape_and_type() -> None:
@@ -479,13 +484,16 @@ def test_msn_normalised_and_pattern_is_a_warning() -> None:
 
 
 def test_msn_in_scientific_notation_is_precision_lost_not_kept() -> None:
-    """A spreadsheet's 1.23457E+11 is not the serial: its digits are gone."""
-    values = ["1.23457E+11", " 1,23457e11 ", "E16DS123456", "12345678901"]
+    """A spreadsheet's 1.23457E+11 is not the serial: its digits are gone. Excel signs the
+    exponent; without a sign (12E3456) the E is the serial's own."""
+    values = ["1.23457E+11", " 1,23457e+11 ", "1E-05", "E16DS123456", "12345678901", "12E3456"]
     assert rows(check_msn(pa.array(values), MSN_PATTERN)) == [
+        (None, RowReason.PRECISION_LOST, None),
         (None, RowReason.PRECISION_LOST, None),
         (None, RowReason.PRECISION_LOST, None),
         ("E16DS123456", None, None),
         ("12345678901", None, RowWarning.MSN_FORMAT),
+        ("12E3456", None, RowWarning.MSN_FORMAT),
     ]
 
 
