@@ -434,17 +434,24 @@ def test_trailer_pattern_is_matched_against_the_first_field(tmp_path: Path) -> N
     assert reader.account.unreadable == []
 
 
+def read_eof_trailed(
+    tmp_path: Path, lines: list[str], block_bytes: int | None
+) -> tuple[DelimitedReader, list[dict[str, str | None]], list[int]]:
+    """Read lines whose trailer starts with EOF, in one batch or in batches of a few rows."""
+    path = write(tmp_path / "trailer.csv", lines)
+    options = {} if block_bytes is None else {"block_bytes": block_bytes}
+    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", **options)
+    rows, numbers = read_all(reader)
+    return reader, rows, numbers
+
+
 @pytest.mark.parametrize("block_bytes", [None, 24], ids=["one-batch", "many-batches"])
 def test_a_data_row_matching_the_trailer_pattern_is_data_unless_it_ends_the_file(
     tmp_path: Path, block_bytes: int | None
 ) -> None:
     # A site called EOF-7 in the middle is a row like any other; only the end holds trailers.
     lines = ["MPAN,Serial,Make", "1,a,EDMI", "EOF-7,b,EDMI", "3,c,EDMI", "EOF,,", ""]
-    path = write(tmp_path / "trailer.csv", lines)
-
-    options = {} if block_bytes is None else {"block_bytes": block_bytes}
-    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", **options)
-    rows, numbers = read_all(reader)
+    reader, rows, numbers = read_eof_trailed(tmp_path, lines, block_bytes)
 
     assert [row["MPAN"] for row in rows] == ["1", "EOF-7", "3"]
     assert numbers == [2, 3, 4]
@@ -459,11 +466,7 @@ def test_a_short_row_looking_like_a_trailer_is_a_trailer_only_at_the_end(
     # "EOF-7,b" is a site's row cut short, not the end of the file: it must be quarantined,
     # not dropped, and the rows after it keep their line numbers.
     lines = ["MPAN,Serial,Make", "1,a,EDMI", "EOF-7,b", "3,c,EDMI", "4,d,EDMI", "EOF,2", "EOF"]
-    path = write(tmp_path / "trailer.csv", lines)
-
-    options = {} if block_bytes is None else {"block_bytes": block_bytes}
-    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", **options)
-    rows, numbers = read_all(reader)
+    reader, rows, numbers = read_eof_trailed(tmp_path, lines, block_bytes)
 
     assert [row["MPAN"] for row in rows] == ["1", "3", "4"]
     assert numbers == [2, 4, 5]
