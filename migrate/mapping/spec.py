@@ -205,6 +205,11 @@ class DeviceGroupSpec(Strict):
         value = _check_fields(value, DEVICE_FIELDS - {"device_type", "mpxn"}, "device")
         if "device_id" not in value:
             raise ValueError("a device group needs a `device_id` field")
+        if all(spec.column is None for spec in value.values()):
+            raise ValueError(
+                "a device group reads at least one column: a row has the device where one "
+                "of its columns has a value"
+            )
         return value
 
 
@@ -220,6 +225,8 @@ class DeviceRowSpec(Strict):
         missing = {"device_id", "device_type"} - set(value)
         if missing:
             raise ValueError(f"a long layout needs the fields {', '.join(sorted(missing))}")
+        if "mpxn" in value and value["mpxn"].column is None:
+            raise ValueError("`mpxn` is read from a column: each meter has its own")
         return value
 
 

@@ -113,9 +113,23 @@ def test_a_minimal_mapping_loads(tmp_path: Path) -> None:
             "IMPLAUSIBLE_DATE",
         ),
         (
-            WIDE.replace("device_id: {column: EUI}", "device_id: {constant: '00-1B-C5'}"),
+            WIDE.replace(
+                "device_id: {column: EUI}", "device_id: {constant: '00-1B-C5'}, model: {column: M}"
+            ),
             "devices.1.fields.device_id.constant",
             "the constant '00-1B-C5' is INVALID_EUI64",
+        ),
+        (
+            GOOD.format(name="vendor") + "    mpxn: {constant: '1312345678907'}\n",
+            "device.fields",
+            "`mpxn` is read from a column",
+        ),
+        (
+            WIDE.replace(
+                "device_id: {column: EUI}", "device_id: {constant: '00-1B-C5-00-00-00-00-01'}"
+            ),
+            "devices.1.fields",
+            "a device group reads at least one column",
         ),
         (
             GOOD.format(name="vendor")
