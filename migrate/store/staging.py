@@ -206,31 +206,44 @@ def _refuse_repeats(ids: pa.Array, plan_path: Path) -> None:
         )
 
 
-def _refuse_overlong(rows: dict[str, pa.Table], plan_path: Path) -> None:
-    """Values longer than their columns hold (rows by table name), refused before anything is
-    written, naming each field, its limit and the first installations: PostgreSQL refused
-    them mid-write (an internal error) where SQLite kept them whole. Counted in characters,
-    as PostgreSQL counts them."""
-    found: dict[tuple[str, int], pa.Array] = {}  # (field, limit): the installations concerned
+# How a value too long for its column is told, in the message and when reading it back.
+_LONGER = "longer than"
+
+
+def _refuse_unkeepable(rows: dict[str, pa.Table], plan_path: Path) -> None:
+    """Values the store cannot keep as they are (rows by table name): longer than their
+    columns hold, or holding a NUL character, which PostgreSQL's text cannot. Refused before
+    anything is written, naming each field and the first installations: PostgreSQL refused
+    them mid-write (an internal error) where SQLite kept them whole. Lengths are counted in
+    characters, as PostgreSQL counts them."""
+    found: dict[str, pa.Array] = {}  # the problem, field first: the installations concerned
     for name, values in rows.items():
         for column in metadata.tables[name].columns:
-            limit = column.type.length if isinstance(column.type, String) else None
-            if not limit or column.name not in values.schema.names:
+            if not isinstance(column.type, String) or column.name not in values.schema.names:
                 continue
-            lengths = pc.utf8_length(values.column(column.name))
-            over = pc.fill_null(pc.greater(lengths, limit), False)
-            if (column.name, limit) not in found and pc.any(over).as_py():
-                found[column.name, limit] = pc.unique(values.column("installation_id").filter(over))
+            text = values.column(column.name)
+            problems = [(f"{column.name} with a NUL character", pc.match_substring(text, "\x00"))]
+            if column.type.length:
+                too_long = pc.greater(pc.utf8_length(text), column.type.length)
+                problems.append(
+                    (f"{column.name} {_LONGER} {column.type.length:,} characters", too_long)
+                )
+            for problem, hit in problems:
+                hit = pc.fill_null(hit, False)
+                if problem not in found and pc.any(hit).as_py():
+                    found[problem] = pc.unique(values.column("installation_id").filter(hit))
     if found:
         parts = [
-            f"{field} longer than {limit:,} characters in {len(ids):,} installation(s): "
+            f"{problem} in {len(ids):,} installation(s): "
             + _listed([_shortened(i) for i in ids.slice(0, 11).to_pylist()])
-            for (field, limit), ids in found.items()
+            for problem, ids in found.items()
         ]
+        only_lengths = all(f" {_LONGER} " in problem for problem in found)
+        kind = f"{_LONGER} the store keeps" if only_lengths else "the store cannot keep"
         raise InputError(
             plan_path,
-            f"holds values longer than the store keeps: {'; '.join(parts)}. Nothing was "
-            "staged: correct them in the extract, then plan again",
+            f"holds values {kind}: {'; '.join(parts)}. Nothing was staged: correct them in the "
+            "extract, then plan again",
         )
 
 
@@ -378,7 +391,7 @@ def stage(
         # Only what is new is built (and its payload checked): re-staging builds nothing.
         new = entries.filter(pa.array([k not in existing for k in keys], pa.bool_()))
         installations, devices, fresh = _tables(new, plan, plan_path, batch, at)
-        _refuse_overlong(
+        _refuse_unkeepable(
             {"installations": installations, "devices": devices, "requests": fresh}, plan_path
         )
         live = _live_elsewhere(connection, fresh)

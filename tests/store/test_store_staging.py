@@ -446,3 +446,22 @@ def test_values_longer_than_the_store_keeps_are_refused_before_any_write(  # typ
             )
         ).scalar_one()
     assert (kept, msn) == (long_id[:200], "H16MB" + "0" * 95)
+
+
+def test_a_nul_character_in_a_value_is_refused_before_any_write(  # type: ignore[no-untyped-def]
+    store, tmp_path: Path
+) -> None:
+    """PostgreSQL's text cannot hold NUL (it refused the write midway); SQLite would keep it.
+    The same on both: refused before anything is written, naming the field."""
+    extract = tmp_path / "secure.csv"
+    _lengthened(extract, "SEC0000002", "H16MB\x00001")
+    plan = tmp_path / "nul.json"
+    make_plan([extract], "secure_moc_installations", "moc").write(plan)
+    with pytest.raises(InputError) as caught:
+        stage(store, plan, batch="moc-1", actor="tester", key=None)
+    assert str(caught.value) == (
+        f"{plan}: holds values the store cannot keep: msn with a NUL character in 1 "
+        "installation(s): SEC0000003. Nothing was staged: correct them in the extract, then "
+        "plan again"
+    )
+    assert _count(store, batches) == _count(store, requests) == _count(store, audit) == 0
