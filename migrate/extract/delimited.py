@@ -194,18 +194,19 @@ CP1252_UNDEFINED = tuple(bytes([byte]) for byte in sorted(UNDEFINED))
 
 
 def _undefined_in_cp1252(path: Path) -> tuple[int, int] | None:
-    """Like _decodes(path, "cp1252"), at memchr speed rather than through a codec."""
-    offset = 0
-    lines = 1
-    with path.open("rb") as handle:
-        while chunk := handle.read(SCAN_BYTES):
-            found = [i for i in (chunk.find(b) for b in CP1252_UNDEFINED) if i >= 0]
-            if found:
-                first = min(found)
-                return offset + first, lines + chunk.count(b"\n", 0, first)
-            offset += len(chunk)
-            lines += chunk.count(b"\n")
-    return None
+    """Like _decodes(path, "cp1252"), at memchr speed rather than through a codec, in the
+    mapped file (reading it into chunks first took as long again)."""
+    if path.stat().st_size == 0:
+        return None
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+    ):
+        found = [at for at in (data.find(byte) for byte in CP1252_UNDEFINED) if at >= 0]
+        if not found:
+            return None
+        first = min(found)
+        return first, 1 + data[:first].count(b"\n")
 
 
 def _sample_lines(path: Path, encoding: str) -> list[str]:
