@@ -12,10 +12,9 @@ import codecs
 import csv
 import mmap
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +33,6 @@ SCAN_BYTES = 1 << 23
 # row of 4 MB (a tenth of a second at 1M rows) and holds a few such batches in memory.
 BLOCK_BYTES = 1 << 23
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
-LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
 # Encodings in which a text can be found by its bytes, lines ending at CR or LF bytes.
 BYTE_SEARCHABLE = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "iso8859-1", "ascii", "iso8859-15"}
 
@@ -53,63 +51,14 @@ def _contains(path: Path, needle: bytes) -> bool:
             return data.find(needle) >= 0
 
 
-def _count_line_starts(data: mmap.mmap, start: int, end: int) -> int:
-    """Lines begun between two offsets: LF, CRLF and a lone CR each end a line. Counted by
-    numpy in place: bytes.count goes a byte at a time, a fifth of a second per file."""
-    view = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-    breaks = int(np.count_nonzero(view == 10))
-    returns = np.flatnonzero(view == 13)
-    if len(returns):
-        followed = returns[returns + 1 < len(view)]
-        breaks += len(returns) - int(np.count_nonzero(view[followed + 1] == 10))
-    del view  # the map cannot close while a view of it is alive
-    return breaks
-
-
 # What a skipped line may hold and still be blank: spaces and control characters (0x1A ends
 # a file in DOS tools).
 _NOT_TEXT = "".join(map(chr, range(0x21))) + "\x7f"
 
 
-Text = TypeVar("Text", bytes, str, mmap.mmap)
-
-
-def _find_lines(
-    data: Text,
-    needles: Sequence[bytes | str],
-    first_data_line: int,
-    breaks: bytes | str,
-    count_line_starts: Callable[[Text, int, int], int],
-) -> list[int | None]:
-    """The line of each needle, searched in order from the first data line, as a whole line
-    (from a line start to a line end); None for one not found, the search going on after it."""
-    position = 0
-    line = 1
-    for _, match in zip(range(first_data_line - 1), _line_breaks(data), strict=False):
-        position = match.end()  # past the header and any title lines
-        line += 1
-    found: list[int | None] = []
-    for needle in needles:
-        at = position
-        while (at := data.find(needle, at)) >= 0:
-            end = at + len(needle)
-            starts_line = at == 0 or data[at - 1 : at] in breaks
-            ends_line = end == len(data) or data[end : end + 1] in breaks
-            if starts_line and ends_line:
-                break
-            at += 1
-        if at < 0:
-            found.append(None)
-            continue
-        line += count_line_starts(data, position, at)
-        found.append(line)
-        line += count_line_starts(data, at, end)  # a record spanning lines
-        position = end
-    return found
-
-
-def _line_breaks(data: bytes | str | mmap.mmap) -> Iterator[re.Match]:
-    return (LINE_BREAK if isinstance(data, str) else LINE_BREAK_BYTES).finditer(data)
+def _lines_spanned(text: str) -> int:
+    """The lines a record's text covers: quoted line breaks make it several."""
+    return len(LINE_BREAK.findall(text)) + 1
 
 
 def detect_encoding(path: Path) -> str:
@@ -269,6 +218,9 @@ class DelimitedReader:
         # Every record the parser skipped, in file order, and whether its first field looks
         # like a trailer's: which of them are trailers is known only once the end is reached.
         self._unreadable_text: list[str] = []
+        # Each one's record number in the file (header and title rows included), which the
+        # parser knows when it parses on one thread.
+        self._unreadable_number: list[int | None] = []
         self._trailer_like: list[bool] = []
         self._emitted = 0
         self._last_kept = -1  # the ordinal of the last data record emitted
@@ -324,6 +276,7 @@ class DelimitedReader:
 
     def _on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         self._unreadable_text.append(row.text)
+        self._unreadable_number.append(row.number)
         self._trailer_like.append(
             self._trailer is not None and bool(self._trailer.search(self._first_field(row.text)))
         )
@@ -392,7 +345,10 @@ class DelimitedReader:
         try:
             return pacsv.open_csv(
                 self.path if stream is None else stream,
+                # One thread: the parser then numbers the records it skips. It is fed and
+                # read by this thread either way; the normalising threads do the rest.
                 read_options=pacsv.ReadOptions(
+                    use_threads=False,
                     encoding=self.encoding if stream is None else "utf8",
                     skip_rows=self._header_index + 1,
                     column_names=self.columns,
@@ -464,29 +420,24 @@ class DelimitedReader:
         return pc.invert(drop)
 
     def _locate_unreadable(self) -> None:
-        """Find the lines of the rows the parser skipped; only runs when there were some.
+        """Place the rows the parser skipped; only runs when there were some.
 
-        pyarrow reports a skipped row's text but not its position, so the file is searched
-        once more for those texts, in order. A skipped line holding nothing but spaces or
-        control characters (a DOS end-of-file mark) is a blank line. A skipped row that looks
-        like a trailer is one only if it ends the file (after the last data row, with only
-        trailers and blank lines after it): anywhere else it is a data row cut short,
-        quarantined like any other.
+        Each one's line follows from its record number: the records before it, and the lines
+        by which those spanning several (quoted line breaks) add to them. A skipped line
+        holding nothing but spaces or control characters (a DOS end-of-file mark) is a
+        blank line. A skipped row that looks like a trailer is one only if it ends the file
+        (after the last data row, with only trailers and blank lines after it): anywhere else
+        it is a data row cut short, quarantined like any other.
         """
         texts = self._unreadable_text
         if not texts:
             return
         first_data_line = self._header_index + 2
-        if codecs.lookup(self.encoding).name in BYTE_SEARCHABLE:
-            found = self._find_lines_in_bytes(first_data_line)
-        else:
-            found = self._find_lines_in_text(first_data_line)
+        found = self._skipped_lines(first_data_line)
         located = [(line, text) for line, text in zip(found, texts, strict=True) if line]
         self._skipped_positions = np.array([line for line, _ in located], dtype=np.int64)
         self._skipped_positions -= first_data_line
-        self._skipped_spans = np.array(
-            [len(LINE_BREAK.findall(text)) + 1 for _, text in located], dtype=np.int64
-        )
+        self._skipped_spans = np.array([_lines_spanned(text) for _, text in located], np.int64)
         last_data = (
             int(self.source_rows(np.array([self._last_kept]))[0]) if self._last_kept >= 0 else 0
         )
@@ -509,40 +460,37 @@ class DelimitedReader:
             except csv.Error:
                 cells = (text,)
             detail = f"{len(cells)} fields where the header has {len(self.columns)}"
-            # A skipped record spanning lines may not be found by its text: kept, at row 0.
-            if line is None:
-                detail = "a record the parser could not split; its line was not found"
+            if line is None:  # the parser did not number it: kept, at row 0
+                detail = "a record the parser could not split; its line is not known"
             self.account.unreadable.append(UnreadableRow(line or 0, detail, cells))
 
-    def _find_lines_in_bytes(self, first_data_line: int) -> list[int | None]:
-        """Search the mapped file for each skipped row, encoded as the file is: memchr speed
-        in encodings where a line break is the byte 0x0A and nothing else."""
-        # The byte order mark is the file's first bytes, never part of a row.
-        encoding = "utf-8" if codecs.lookup(self.encoding).name == "utf-8-sig" else self.encoding
-        with (
-            self.path.open("rb") as handle,
-            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+    def _skipped_lines(self, first_data_line: int) -> list[int | None]:
+        """The first line of each skipped record: its place among the data records, moved
+        down by the extra lines of the records before it, emitted or skipped."""
+        spanning, extra = self._emitted_extra_lines()
+        found: list[int | None] = []
+        skipped_extra = 0  # extra lines of the skipped records so far
+        for index, (number, text) in enumerate(
+            zip(self._unreadable_number, self._unreadable_text, strict=True)
         ):
-            return _find_lines(
-                data,
-                [text.encode(encoding) for text in self._unreadable_text],
-                first_data_line,
-                b"\n\r",
-                _count_line_starts,
-            )
+            if number is None:
+                found.append(None)
+                continue
+            record = number - first_data_line  # among the data records, from 0
+            emitted_before = record - index
+            emitted_extra = int(extra[np.searchsorted(spanning, emitted_before, side="left")])
+            found.append(first_data_line + record + emitted_extra + skipped_extra)
+            skipped_extra += _lines_spanned(text) - 1
+        return found
 
-    def _find_lines_in_text(self, first_data_line: int) -> list[int | None]:
-        """The same search in the decoded text, for encodings (UTF-16) whose line breaks
-        are not single bytes. Such files are rare and small: read whole."""
-        with self.path.open("r", encoding=self.encoding, newline="") as handle:
-            text = handle.read()
-        return _find_lines(
-            text,
-            self._unreadable_text,
-            first_data_line,
-            "\n\r",
-            lambda data, start, end: len(LINE_BREAK.findall(data, start, end)),
-        )
+    def _emitted_extra_lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ordinals of the emitted records that span lines, and the running total of
+        their extra lines (extra[k]: those of the first k)."""
+        if not self._multiline:
+            return np.empty(0, np.int64), np.zeros(1, np.int64)
+        spanning = np.concatenate([o for o, _ in self._multiline])
+        extra = np.concatenate([[0], np.cumsum(np.concatenate([e for _, e in self._multiline]))])
+        return spanning, extra
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         """The file line of each emitted record (its first line, if it spans several),
@@ -550,10 +498,7 @@ class DelimitedReader:
         skipped."""
         lines = np.asarray(ordinals, dtype=np.int64)
         if self._multiline:
-            spanning = np.concatenate([o for o, _ in self._multiline])
-            extra = np.concatenate(
-                [[0], np.cumsum(np.concatenate([e for _, e in self._multiline]))]
-            )
+            spanning, extra = self._emitted_extra_lines()
             lines = lines + extra[np.searchsorted(spanning, lines, side="left")]
         # A skipped record stands before an emitted one when it starts before it, counted in
         # the lines of emitted records only; each moves it down by the lines it spans.

@@ -492,6 +492,22 @@ def test_a_trailer_after_a_ragged_record_spanning_lines_is_found_in_any_encoding
     assert reader.account.trailer_rows == 1
 
 
+def test_a_skipped_row_is_placed_by_its_record_not_by_its_text(tmp_path: Path) -> None:
+    # A quoted note holds a line that reads like the ragged row and the trailer further down:
+    # each skipped row is placed by where the parser met it, not by searching for its text.
+    lines = ["MPAN,Serial,Make", '1,"see', "bad,1", "EOF", 'end",EDMI', "2,b,EDMI", "bad,1"]
+    lines += ["3,c,EDMI", "EOF"]
+    path = write(tmp_path / "notes.csv", lines)
+
+    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF")
+    rows, numbers = read_all(reader)
+
+    assert [row["MPAN"] for row in rows] == ["1", "2", "3"]
+    assert numbers == [2, 6, 8]
+    assert [(u.row, u.cells) for u in reader.account.unreadable] == [(7, ("bad", "1"))]
+    assert reader.account.trailer_rows == 1
+
+
 @pytest.mark.parametrize("end", ["\x1a", "   ", "\t"], ids=["dos-eof", "spaces", "tab"])
 def test_a_line_of_spaces_or_control_characters_is_blank_even_after_the_trailer(
     tmp_path: Path, end: str
