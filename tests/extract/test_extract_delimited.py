@@ -119,12 +119,13 @@ def test_a_file_neither_utf8_nor_windows_1252_is_refused_naming_the_line(tmp_pat
     path = tmp_path / "garbled.csv"
     path.write_bytes(b"MPAN,Serial\n1312345678907,ok\n1012345678901,\x81\x8d\xc3\x28\n")
 
+    # Refused as the bytes are read: the transcoding looks at every byte from 0x80.
     with pytest.raises(InputError) as caught:
-        DelimitedReader(path, REQUIRED)
+        read_all(DelimitedReader(path, REQUIRED))
 
     assert caught.value.path == str(path)
     assert caught.value.row == 3
-    assert "cannot be decoded" in caught.value.problem
+    assert "cannot be decoded as UTF-8, UTF-16 or Windows-1252" in caught.value.problem
     assert str(path) in str(caught.value)
 
 
