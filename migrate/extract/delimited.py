@@ -102,18 +102,23 @@ def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
     lines = 1
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_BYTES):
+            # Bytes of a character the last chunk ended inside: the decoder holds them, and
+            # an error's position counts from them.
+            held = len(decoder.getstate()[0])
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as error:
-                return offset + error.start, lines + chunk.count(b"\n", 0, error.start)
+                start = error.start - held  # before this chunk if in the bytes held
+                return offset + start, lines + chunk.count(b"\n", 0, max(start, 0))
             except UnicodeError:  # e.g. UTF-16 without its byte order mark
                 return offset, lines
             offset += len(chunk)
             lines += chunk.count(b"\n")
+    held = len(decoder.getstate()[0])
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return offset, lines
+        return offset - held, lines  # a character cut off by the end of the file
     return None
 
 

@@ -129,6 +129,20 @@ def test_a_file_neither_utf8_nor_windows_1252_is_refused_naming_the_line(tmp_pat
     assert str(path) in str(caught.value)
 
 
+def test_a_windows_1252_file_ending_in_its_only_accented_byte_is_windows_1252(
+    tmp_path: Path,
+) -> None:
+    # No line break after it: UTF-8 fails only when the file ends, inside a character.
+    path = tmp_path / "last.csv"
+    path.write_bytes(b"MPAN,Serial\n1312345678907,caf\xe9")
+
+    reader = DelimitedReader(path, REQUIRED)
+    rows, _ = read_all(reader)
+
+    assert reader.encoding == "cp1252"
+    assert rows == [{"MPAN": "1312345678907", "Serial": "caf\u00e9"}]
+
+
 def test_a_file_mixing_utf8_and_windows_1252_is_refused_not_garbled(tmp_path: Path) -> None:
     # UTF-8 "Zürich" on line 2, then one Windows-1252 "é" in a note on line 3: read as
     # Windows-1252 the manufacturer would silently become "ZÃ¼rich".
