@@ -410,6 +410,16 @@ def _lengthened(extract: Path, installation: str, msn: str) -> None:
     extract.write_text("".join(lines))
 
 
+def _refused(store, extract: Path, installation: str, msn: str) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    """The plan of the Secure MOC sample made odd by _lengthened, and staging's refusal."""
+    _lengthened(extract, installation, msn)
+    plan = extract.with_suffix(".json")
+    make_plan([extract], "secure_moc_installations", "moc").write(plan)
+    with pytest.raises(InputError) as caught:
+        stage(store, plan, batch="moc-1", actor="tester", key=None)
+    return plan, str(caught.value)
+
+
 def test_values_longer_than_the_store_keeps_are_refused_before_any_write(  # type: ignore[no-untyped-def]
     store, tmp_path: Path
 ) -> None:
@@ -417,12 +427,8 @@ def test_values_longer_than_the_store_keeps_are_refused_before_any_write(  # typ
     SQLite kept them whole. Each field is named with its limit and its installations."""
     extract = tmp_path / "secure.csv"
     long_id = "SEC0000002" + "X" * 191
-    _lengthened(extract, long_id, "H16MB" + "0" * 96)
-    plan = tmp_path / "long.json"
-    make_plan([extract], "secure_moc_installations", "moc").write(plan)
-    with pytest.raises(InputError) as caught:
-        stage(store, plan, batch="moc-1", actor="tester", key=None)
-    assert str(caught.value) == (
+    plan, refusal = _refused(store, extract, long_id, "H16MB" + "0" * 96)
+    assert refusal == (
         f"{plan}: holds values longer than the store keeps: installation_id longer than 200 "
         f"characters in 1 installation(s): {long_id[:40]}…; msn longer than 100 characters in "
         "1 installation(s): SEC0000003. Nothing was staged: correct them in the extract, then "
@@ -453,13 +459,8 @@ def test_a_nul_character_in_a_value_is_refused_before_any_write(  # type: ignore
 ) -> None:
     """PostgreSQL's text cannot hold NUL (it refused the write midway); SQLite would keep it.
     The same on both: refused before anything is written, naming the field."""
-    extract = tmp_path / "secure.csv"
-    _lengthened(extract, "SEC0000002", "H16MB\x00001")
-    plan = tmp_path / "nul.json"
-    make_plan([extract], "secure_moc_installations", "moc").write(plan)
-    with pytest.raises(InputError) as caught:
-        stage(store, plan, batch="moc-1", actor="tester", key=None)
-    assert str(caught.value) == (
+    plan, refusal = _refused(store, tmp_path / "secure.csv", "SEC0000002", "H16MB\x00001")
+    assert refusal == (
         f"{plan}: holds values the store cannot keep: msn with a NUL character in 1 "
         "installation(s): SEC0000003. Nothing was staged: correct them in the extract, then "
         "plan again"
