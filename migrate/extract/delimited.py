@@ -431,11 +431,12 @@ class DelimitedReader:
         if not texts:
             return
         first_data_line = self._header_index + 2
-        found = self._skipped_lines(first_data_line)
-        located = [(line, text) for line, text in zip(found, texts, strict=True) if line]
+        spans = [_lines_spanned(text) for text in texts]
+        found = self._skipped_lines(first_data_line, spans)
+        located = [(line, span) for line, span in zip(found, spans, strict=True) if line]
         self._skipped_positions = np.array([line for line, _ in located], dtype=np.int64)
         self._skipped_positions -= first_data_line
-        self._skipped_spans = np.array([_lines_spanned(text) for _, text in located], np.int64)
+        self._skipped_spans = np.array([span for _, span in located], dtype=np.int64)
         last_data = (
             int(self.source_rows(np.array([self._last_kept]))[0]) if self._last_kept >= 0 else 0
         )
@@ -462,15 +463,14 @@ class DelimitedReader:
                 detail = "a record the parser could not split; its line is not known"
             self.account.unreadable.append(UnreadableRow(line or 0, detail, cells))
 
-    def _skipped_lines(self, first_data_line: int) -> list[int | None]:
-        """The first line of each skipped record: its place among the data records, moved
-        down by the extra lines of the records before it, emitted or skipped."""
+    def _skipped_lines(self, first_data_line: int, spans: list[int]) -> list[int | None]:
+        """The first line of each skipped record (spanning `spans` lines): its place among
+        the data records, moved down by the extra lines of the records before it, emitted or
+        skipped."""
         spanning, extra = self._emitted_extra_lines()
         found: list[int | None] = []
         skipped_extra = 0  # extra lines of the skipped records so far
-        for index, (number, text) in enumerate(
-            zip(self._unreadable_number, self._unreadable_text, strict=True)
-        ):
+        for index, (number, span) in enumerate(zip(self._unreadable_number, spans, strict=True)):
             if number is None:
                 found.append(None)
                 continue
@@ -478,7 +478,7 @@ class DelimitedReader:
             emitted_before = record - index
             emitted_extra = int(extra[np.searchsorted(spanning, emitted_before, side="left")])
             found.append(first_data_line + record + emitted_extra + skipped_extra)
-            skipped_extra += _lines_spanned(text) - 1
+            skipped_extra += span - 1
         return found
 
     def _emitted_extra_lines(self) -> tuple[np.ndarray, np.ndarray]:
