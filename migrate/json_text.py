@@ -34,9 +34,14 @@ _NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
 
 
 def _needs_escaping(values: pa.Array) -> bool:
-    """Whether any value holds a byte that must be escaped: one pass over the bytes."""
-    data = values.buffers()[2]
-    return data is not None and bool(_NEEDS_ESCAPE[np.frombuffer(data, dtype=np.uint8)].any())
+    """Whether any value holds a byte that must be escaped: one pass over its bytes (a
+    slice's only, not all of its parent's)."""
+    _, offsets, data = values.buffers()
+    if data is None or len(values) == 0:
+        return False
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[values.offset, values.offset + len(values)]]
+    text = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[1]]
+    return bool(_NEEDS_ESCAPE[text].any())
 
 
 def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -100,10 +105,32 @@ def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
 
 
-def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes | pa.Buffer]:
+def lines(fragments: pa.Array | pa.ChunkedArray) -> pa.Buffer:
+    """The fragments joined one to a line, a comma after each but the last: a part of a JSON
+    array that `document` writes as it is. Joined by Arrow, not by Python strings."""
+    fragments = single(fragments)
+    if len(fragments) == 0:
+        return pa.py_buffer(b"")
+    # 32-bit offsets while the joined text fits them: a cast to 64-bit would copy it all.
+    kind = pa.string() if _joined_size(fragments) < STRING_LIMIT else pa.large_string()
+    separated = pc.binary_join_element_wise(
+        fragments.cast(kind), pa.scalar(",\n", kind), pa.scalar("", kind)
+    )
+    del fragments
+    offsets = np.frombuffer(
+        separated.buffers()[1], dtype=np.int32 if kind == pa.string() else np.int64
+    )
+    start = int(offsets[separated.offset])
+    stop = int(offsets[separated.offset + len(separated)]) - 2  # no comma after the last
+    return separated.buffers()[2].slice(start, stop - start)
+
+
+def document(
+    head: dict[str, object], arrays: dict[str, pa.Array | list[pa.Buffer]]
+) -> list[bytes | pa.Buffer]:
     """A JSON document as byte chunks: the head's keys (Python values), then named arrays of
-    fragments, one fragment per line so that two documents diff line by line. The arrays
-    are joined by Arrow, not by Python strings.
+    fragments, one fragment per line so that two documents diff line by line. An array is
+    given as its fragments, or as parts already joined by `lines` (built piece by piece).
 
     `arrays` is emptied as it goes: each array is let go once joined, so that a plan of
     hundreds of MB is never held twice over."""
@@ -114,23 +141,19 @@ def document(head: dict[str, object], arrays: dict[str, pa.Array]) -> list[bytes
     names = list(arrays)
     for index, name in enumerate(names):
         closing = b"]\n" if index == len(names) - 1 else b"],\n"
-        fragments = single(arrays.pop(name))
-        if len(fragments) == 0:
+        value = arrays.pop(name)
+        parts = [
+            part for part in (value if isinstance(value, list) else [lines(value)]) if part.size
+        ]
+        del value
+        if not parts:
             chunks.append(f"{json.dumps(name)}: [".encode() + closing)
             continue
         chunks.append(f"{json.dumps(name)}: [\n".encode())
-        # 32-bit offsets while the joined text fits them: a cast to 64-bit would copy it all.
-        kind = pa.string() if _joined_size(fragments) < STRING_LIMIT else pa.large_string()
-        separated = pc.binary_join_element_wise(
-            fragments.cast(kind), pa.scalar(",\n", kind), pa.scalar("", kind)
-        )
-        del fragments
-        offsets = np.frombuffer(
-            separated.buffers()[1], dtype=np.int32 if kind == pa.string() else np.int64
-        )
-        start = int(offsets[separated.offset])
-        stop = int(offsets[separated.offset + len(separated)]) - 2  # no comma after the last
-        chunks.append(separated.buffers()[2].slice(start, stop - start))
+        for number, part in enumerate(parts):
+            if number:
+                chunks.append(b",\n")
+            chunks.append(part)
         chunks.append(b"\n" + closing)
     chunks.append(b"}\n")
     return chunks

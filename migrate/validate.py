@@ -47,11 +47,13 @@ UNLISTABLE = frozenset(set(DeviceType) - set(COMBINATION_SLOTS) - TYPE2_DEVICES)
 @dataclass(frozen=True)
 class Validation:
     """installations: the ingest's table with eligible, reasons, combination and models.
-    findings: the device behind each device-level reason."""
+    findings: the device behind each device-level reason. device_installation: each device's
+    row in `installations` (-1: none), for what is built per installation from its devices."""
 
     cohort: str
     installations: pa.Table
     findings: pa.Table
+    device_installation: np.ndarray
 
     @property
     def eligible(self) -> pa.Table:
@@ -206,7 +208,7 @@ def validate(
         .append_column("combination", pc.if_else(pa.array(eligible), combination_ids, None))
         .append_column("models", models)
     )
-    return Validation(rules.name, table, findings)
+    return Validation(rules.name, table, findings, codes)
 
 
 def _flag_mode(reasons: _Reasons, mode: pa.ChunkedArray, rules: CohortRules) -> None:

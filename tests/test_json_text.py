@@ -78,3 +78,28 @@ def test_document_is_valid_json_with_one_entry_a_line(
         "empty": [],
     }
     assert '"y\\nz"' in text.splitlines()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXT, max_size=40), st.data())
+def test_strings_of_a_slice_read_back_as_its_values(
+    values: list[str | None], data: st.DataObject
+) -> None:
+    # Only the slice's bytes are looked at for escaping, not its parent's.
+    start = data.draw(st.integers(0, len(values)))
+    stop = data.draw(st.integers(start, len(values)))
+    column = pa.array(values, pa.string()).slice(start, stop - start)
+    encoded = json_text.strings(column).to_pylist()
+    assert [json.loads(text) for text in encoded] == values[start:stop]
+
+
+def test_document_writes_parts_already_joined_between_commas() -> None:
+    parts = [
+        json_text.lines(json_text.strings(pa.array(["a", "b"]))),
+        json_text.lines(json_text.strings(pa.array([], pa.string()))),
+        json_text.lines(json_text.strings(pa.array(["c"]))),
+    ]
+    chunks = json_text.document({}, {"items": parts, "none": []})
+    text = b"".join(bytes(chunk) for chunk in chunks).decode()
+    assert json.loads(text) == {"items": ["a", "b", "c"], "none": []}
+    assert text.splitlines()[1:5] == ['"items": [', '"a",', '"b",', '"c"']

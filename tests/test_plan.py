@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from migrate import plan as plan_module
 from migrate.cli import app
 from migrate.errors import ConfigError
 from migrate.plan import load_plan, make_plan
@@ -105,6 +106,34 @@ def test_idempotency_key_follows_the_device_set_fingerprint_the_payload(
     assert reordered["fingerprint"] == base["fingerprint"]
     assert other_firmware["payload"]["combination"] != base["payload"]["combination"]
     assert other_firmware["idempotency_key"] != base["idempotency_key"]
+
+
+def test_devices_are_listed_by_type_then_id_whatever_the_extract_order(tmp_path: Path) -> None:
+    ihds = "".join(
+        f"LG1;In Home Display;70-b3-d5-00-00-00-00-{eui};Landis+Gyr;IHD-1;1.0;;;"
+        "01/02/2016;LOND;Live;\n"
+        for eui in ("09", "03", "07")
+    )
+    lines = (ihds + SITE).splitlines(True)
+    entry = _entries(tmp_path, HEADER + "".join(lines[2:] + lines[:2]))["LG1"]
+    assert [(d[1], d[0]) for d in entry["payload"]["devices"]] == [
+        ("CHF", "70-B3-D5-00-00-00-00-01"),
+        ("ESME", "70-B3-D5-00-00-00-00-02"),
+        ("IHD", "70-B3-D5-00-00-00-00-03"),
+        ("IHD", "70-B3-D5-00-00-00-00-07"),
+        ("IHD", "70-B3-D5-00-00-00-00-09"),
+    ]
+
+
+def test_a_plan_built_in_small_pieces_is_the_plan_built_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The eligible entries are built a piece at a time, two pieces at once: pieces of a few
+    installations, out of step with the suppliers, give the same bytes."""
+    args = ([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", "ioc")
+    whole = make_plan(*args).text
+    monkeypatch.setattr(plan_module, "PIECE", 7)
+    assert make_plan(*args).text == whole
 
 
 def test_the_schedule_fills_each_day_to_capacity_per_supplier(tmp_path: Path) -> None:
