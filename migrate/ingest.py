@@ -29,6 +29,7 @@ from migrate.dedup import find_duplicates, repeated, row_hashes, row_text
 from migrate.extract import UnreadableRow, open_extract
 from migrate.installations import (
     ROW_FIELDS,
+    DeviceLinks,
     build_installations,
     conflicting_rows,
     installation_codes,
@@ -89,6 +90,10 @@ class Ingested:
     quarantine: pa.Table
     warnings: pa.Table
     duplicates: pa.Table
+    # What the ingest found out about each device on the way, that validation would
+    # otherwise find again: its installation's row in `installations`, whether its id is
+    # listed more than once.
+    device_links: DeviceLinks
 
 
 @dataclass
@@ -381,7 +386,7 @@ def _settle(
     device_table = device_table.cast(DEVICE_SCHEMA)
     if writer is not None:
         writer.parquet(device_table, "devices.parquet")
-    installations = build_installations(
+    installations, row_of_code = build_installations(
         rows,
         codes,
         keys,
@@ -392,13 +397,14 @@ def _settle(
         file_names=file_names,
         disputed={name: disputed for name, _, disputed in conflicts},
     )
+    repeated_device, repeated_device_issues = repeated_devices.result()
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
     quarantine = _row_issues(errors, file_names)
     warnings = _row_issues(
         pa.concat_tables(
             [
                 issues.filter(pc.equal(issues.column("severity"), "warning")),
-                repeated_devices.result().select(issues.column_names),
+                repeated_device_issues.select(issues.column_names),
             ]
         ),
         file_names,
@@ -432,17 +438,24 @@ def _settle(
         duplicates=summary.duplicates,
         balanced=summary.balanced,
     )
-    ingested = Ingested(summary, device_table, installations, quarantine, warnings, duplicates)
+    links = DeviceLinks(
+        installation=np.where(device_codes >= 0, row_of_code[device_codes], -1),
+        repeated=repeated_device,
+    )
+    ingested = Ingested(
+        summary, device_table, installations, quarantine, warnings, duplicates, links
+    )
     if writer is not None:
         _write_after_devices(writer, ingested)
     return ingested
 
 
-def _repeated_devices(devices: pa.Table) -> pa.Table:
+def _repeated_devices(devices: pa.Table) -> tuple[np.ndarray, pa.Table]:
     """Accepted devices whose id is listed more than once: a warning here, since a device
     cannot hang off two hubs; validation excludes every installation involved."""
-    hit = devices.filter(pa.array(repeated(devices.column("device_id"))))
-    return _issues_of(
+    flags = repeated(devices.column("device_id"))
+    hit = devices.filter(pa.array(flags))
+    return flags, _issues_of(
         hit, "(device_id)", hit.column("device_id"), RowWarning.DUPLICATE_DEVICE_ID.value, "warning"
     )
 

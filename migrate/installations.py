@@ -7,11 +7,14 @@ Arrow's group-by and join on string keys cost ten times as much at a million row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate.chunks import single
+from migrate.dedup import repeated
 from migrate.mapping.spec import INSTALLATION_FIELDS
 from migrate.model import INSTALLATION_SCHEMA, DeviceType
 
@@ -26,6 +29,26 @@ METER_SOURCES = {
     "mpan_core": (("ESME", None), ("CHF", r"^\d{13}$")),
     "mprn": (("GSME", None), ("GPF", None), ("CHF", r"^\d{6,10}$")),
 }
+
+
+@dataclass(frozen=True)
+class DeviceLinks:
+    """Per device (a row of the devices table): its installation's row in the installations
+    table (-1: none), and whether its id is listed more than once in the estate."""
+
+    installation: np.ndarray
+    repeated: np.ndarray
+
+    @classmethod
+    def find(cls, installations: pa.Table, devices: pa.Table) -> DeviceLinks:
+        """Found from the two tables alone, for tables that did not come from one ingest."""
+        rows = pc.index_in(
+            devices.column("installation_id"), value_set=installations.column("installation_id")
+        )
+        return cls(
+            installation=pc.fill_null(rows, -1).to_numpy(zero_copy_only=False).astype(np.int64),
+            repeated=repeated(devices.column("device_id")),
+        )
 
 
 def installation_codes(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -114,8 +137,9 @@ def build_installations(
     device_codes: np.ndarray,
     file_names: pa.Array,
     disputed: dict[str, np.ndarray] | None = None,
-) -> pa.Table:
-    """One row per installation key among the counted rows.
+) -> tuple[pa.Table, np.ndarray]:
+    """One row per installation key among the counted rows, and each key's row in it (-1:
+    not listed), by which a device's code finds its installation's row.
 
     Fields come from its first row with a value, accepted rows before quarantined ones (a
     refused value is null, so what a quarantined row holds passed its checks). Devices are
@@ -164,9 +188,13 @@ def build_installations(
     if not listed.all():
         table = table.filter(pa.array(listed))
     order = first_row[listed]
+    row_of = np.full(count, -1, dtype=np.int64)
+    row_of[listed] = np.arange(table.num_rows)
     if np.any(order[1:] < order[:-1]):  # codes follow first appearance, so this is rare
-        table = table.take(pa.array(np.argsort(order, kind="stable")))
-    return table.select(INSTALLATION_SCHEMA.names).cast(INSTALLATION_SCHEMA)
+        placing = np.argsort(order, kind="stable")
+        table = table.take(pa.array(placing))
+        row_of[np.flatnonzero(listed)[placing]] = np.arange(table.num_rows)
+    return table.select(INSTALLATION_SCHEMA.names).cast(INSTALLATION_SCHEMA), row_of
 
 
 def _device_kinds(types: pa.ChunkedArray) -> dict[str, np.ndarray]:

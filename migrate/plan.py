@@ -444,7 +444,13 @@ def make_plan(
             key="window",
         )
     ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
-    validation = validate(ingested.installations, ingested.devices, rules, as_of=start)
+    validation = validate(
+        ingested.installations,
+        ingested.devices,
+        rules,
+        as_of=start,
+        links=ingested.device_links,
+    )
     eligible, device_count, timetable = _eligible_json(validation, ingested.devices, rules, start)
     quarantine = _quarantine_json(ingested)
     ingest_summary = ingested.summary.as_dict()

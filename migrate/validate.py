@@ -19,7 +19,7 @@ from migrate.chunks import single
 from migrate.cohort.firmware_order import order_keys
 from migrate.cohort.spec import CohortRules, Combination
 from migrate.dedup import repeated
-from migrate.installations import first_positions, take_or_null
+from migrate.installations import DeviceLinks, first_positions
 from migrate.model import (
     COMBINATION_SLOTS,
     TYPE2_DEVICES,
@@ -132,24 +132,21 @@ class _Reasons:
 
 
 def validate(
-    installations: pa.Table, devices: pa.Table, rules: CohortRules, as_of: dt.date | None = None
+    installations: pa.Table,
+    devices: pa.Table,
+    rules: CohortRules,
+    as_of: dt.date | None = None,
+    links: DeviceLinks | None = None,
 ) -> Validation:
     """Every reason that applies to every installation, against the combinations listed by
     `as_of` (default: the start of the cohort's window): a combination listed later cannot
-    be migrated yet."""
+    be migrated yet. `links` are what the ingest already knows of the devices; without
+    them they are found again."""
     as_of = as_of or rules.window.start
+    links = links or DeviceLinks.find(installations, devices)
     count = installations.num_rows
     reasons = _Reasons(count)
-    codes = (
-        pc.fill_null(
-            pc.index_in(
-                devices.column("installation_id"), value_set=installations.column("installation_id")
-            ),
-            -1,
-        )
-        .to_numpy(zero_copy_only=False)
-        .astype(np.int64)
-    )
+    owner = links.installation
 
     def column(name: str) -> np.ndarray:
         return installations.column(name).to_numpy(zero_copy_only=False)
@@ -166,22 +163,16 @@ def validate(
         ),
     )
     _flag_mode(reasons, installations.column("mode"), rules)
-    _flag_duplicates(reasons, installations, devices, codes)
-    findings = _flag_devices(reasons, installations, devices, codes, rules)
+    if devices.num_rows:
+        reasons.flag_codes(R.DUPLICATE_DEVICE, owner[links.repeated])
+    for name in ("mpan_core", "mprn"):
+        # The same MPxN in two installations: which is right cannot be told.
+        reasons.flag(R.DUPLICATE_MPXN, repeated(installations.column(name)))
+    models = DeviceModels.of(devices)
+    findings = _flag_devices(reasons, devices, owner, models, rules)
 
     combinations = rules.combinations
-    signature, models = _signatures(installations, devices, codes, count)
-    combination_signatures = pa.array(
-        [
-            _signature(c.smso, {s: keys[1] for s, keys in _combination_keys(c).items()})
-            for c in combinations
-        ],
-        pa.string(),
-    )
-    match = pc.index_in(
-        pc.binary_join_element_wise(pc.fill_null(smso, ""), signature, "#"),
-        value_set=combination_signatures,
-    )
+    match, labels = _match_combinations(smso, owner, models, combinations, count)
     listed_in_time = np.array([c.first_listed <= as_of for c in combinations], dtype=bool)
     matched = match.is_valid().to_numpy(zero_copy_only=False)
     match_index = pc.fill_null(match, 0).to_numpy(zero_copy_only=False)
@@ -206,9 +197,9 @@ def validate(
         installations.append_column("eligible", pa.array(eligible))
         .append_column("reasons", lists)
         .append_column("combination", pc.if_else(pa.array(eligible), combination_ids, None))
-        .append_column("models", models)
+        .append_column("models", labels)
     )
-    return Validation(rules.name, table, findings, codes)
+    return Validation(rules.name, table, findings, owner)
 
 
 def _flag_mode(reasons: _Reasons, mode: pa.ChunkedArray, rules: CohortRules) -> None:
@@ -222,32 +213,89 @@ def _flag_mode(reasons: _Reasons, mode: pa.ChunkedArray, rules: CohortRules) -> 
         reasons.flag(R.NOT_DORMANT, values == Mode.ACTIVE.value)
 
 
-def _flag_duplicates(
-    reasons: _Reasons, installations: pa.Table, devices: pa.Table, codes: np.ndarray
-) -> None:
-    """A device or an MPxN in two installations (or twice in one): which is right cannot be
-    told, so every installation involved is excluded."""
-    if devices.num_rows:
-        reasons.flag_codes(R.DUPLICATE_DEVICE, codes[repeated(devices.column("device_id"))])
-    for name in ("mpan_core", "mprn"):
-        reasons.flag(R.DUPLICATE_MPXN, repeated(installations.column(name)))
+@dataclass(frozen=True)
+class DeviceModels:
+    """The estate's distinct (type, manufacturer, model, firmware), and each device's one.
+
+    A million devices have a few dozen: the rules are read once per distinct model, and
+    what they say is carried to the devices by a numpy take, not by string work per device.
+    """
+
+    of_device: np.ndarray  # per device, its row in `table`
+    table: pa.Table  # device_type, manufacturer, model, firmware_version; one row per model
+
+    COLUMNS = ("device_type", "manufacturer", "model", "firmware_version")
+
+    @classmethod
+    def of(cls, devices: pa.Table) -> DeviceModels:
+        codes = np.zeros(devices.num_rows, dtype=np.int64)
+        values = {}
+        for name in cls.COLUMNS:
+            encoded = pc.dictionary_encode(devices.column(name))
+            # The last chunk's dictionary holds every value (the chunks share one hash table).
+            dictionary = (
+                encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], pa.string())
+            )
+            indices = np.concatenate(
+                [
+                    np.zeros(0, dtype=np.int64),
+                    *(
+                        pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
+                        for chunk in encoded.chunks
+                    ),
+                ]
+            )
+            values[name] = (dictionary, indices)
+            # Codes kept dense (first appearance) so that the next column's product fits.
+            combined = codes * (len(dictionary) + 1) + (indices + 1)
+            codes = pc.dictionary_encode(pa.array(combined)).indices.to_numpy().astype(np.int64)
+        # Dense codes in order of first appearance: a code's first device is where the
+        # running maximum rises.
+        rising = np.ones(len(codes), dtype=bool)
+        rising[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+        first = np.flatnonzero(rising)
+        table = pa.table(
+            {
+                name: dictionary.take(pa.array(indices[first], mask=indices[first] < 0))
+                for name, (dictionary, indices) in values.items()
+            }
+        )
+        return cls(codes, table)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def of_type(self, *types: str) -> np.ndarray:
+        """Per model: whether its type is one of these."""
+        return pc.fill_null(
+            pc.is_in(self.table.column("device_type"), value_set=pa.array(types, pa.string())),
+            False,
+        ).to_numpy(zero_copy_only=False)
+
+    def firmware_keys(self) -> pa.ChunkedArray:
+        """type|manufacturer|model|firmware per model, as the combinations spell theirs."""
+        table = self.table
+        return pc.binary_join_element_wise(
+            _model_key(
+                table.column("device_type"), table.column("manufacturer"), table.column("model")
+            ),
+            table.column("firmware_version"),
+            "|",
+        )
 
 
 def _flag_devices(
     reasons: _Reasons,
-    installations: pa.Table,
     devices: pa.Table,
-    codes: np.ndarray,
+    owner: np.ndarray,
+    models: DeviceModels,
     rules: CohortRules,
 ) -> pa.Table:
     """Device-level reasons: a meter without its MPxN; a model on no combination; firmware
     not listed with its model, placed against the listed versions."""
-    types = devices.column("device_type")
-    meter = pc.is_in(types, value_set=pa.array(["ESME", "GSME", "GPF"])).to_numpy(
-        zero_copy_only=False
-    )
+    meter = models.of_type("ESME", "GSME", "GPF")[models.of_device]
     no_mpxn = meter & pc.is_null(devices.column("mpxn")).to_numpy(zero_copy_only=False)
-    reasons.flag_codes(R.MPXN_MISSING, codes[no_mpxn])
+    reasons.flag_codes(R.MPXN_MISSING, owner[no_mpxn])
 
     combinations = rules.combinations
     listed_firmware: set[str] = set()
@@ -267,107 +315,131 @@ def _flag_devices(
         for (model_key, _), key in zip(listed, keys, strict=True):
             if key is not None:
                 newest_by_model[model_key] = max(newest_by_model[model_key], key)
-    listed_models = newest_by_model
+    listed_models = pa.array(sorted(newest_by_model), pa.string())
 
-    slot_device = pc.is_in(types, value_set=pa.array([s.value for s in COMBINATION_SLOTS]))
-    slot_rows = np.flatnonzero(slot_device.to_numpy(zero_copy_only=False))
-    # Only the columns read below: each column more would be taken too.
-    subset = devices.select(FINDING_SCHEMA.names[:-1]).take(pa.array(slot_rows))
+    # Each rule read once per distinct model, over the models that fill a combination slot.
+    table = models.table
     model_key = _model_key(
-        subset.column("device_type"), subset.column("manufacturer"), subset.column("model")
+        table.column("device_type"), table.column("manufacturer"), table.column("model")
     )
-    firmware_key = pc.binary_join_element_wise(model_key, subset.column("firmware_version"), "|")
-    model_listed = pc.fill_null(
-        pc.is_in(model_key, value_set=pa.array(sorted(listed_models), pa.string())), False
-    ).to_numpy(zero_copy_only=False)
+    slot = models.of_type(*(s.value for s in COMBINATION_SLOTS))
+    model_listed = pc.fill_null(pc.is_in(model_key, value_set=listed_models), False).to_numpy(
+        zero_copy_only=False
+    )
     firmware_listed = pc.fill_null(
-        pc.is_in(firmware_key, value_set=pa.array(sorted(listed_firmware), pa.string())), False
+        pc.is_in(models.firmware_keys(), value_set=pa.array(sorted(listed_firmware), pa.string())),
+        False,
     ).to_numpy(zero_copy_only=False)
-    unlisted_model = ~model_listed
-    placed = _firmware_order(subset, rules)
-    newest = pa.array([listed_models[k] for k in sorted(listed_models)], pa.int64()).take(
-        pc.index_in(model_key, value_set=pa.array(sorted(listed_models), pa.string()))
+    placed = _firmware_order(table, rules)
+    newest = pa.array([newest_by_model[k] for k in listed_models.to_pylist()], pa.int64()).take(
+        pc.index_in(model_key, value_set=listed_models)
     )
     order = placed.to_numpy(zero_copy_only=False)
     readable = placed.is_valid().to_numpy(zero_copy_only=False)
     newest_values = pc.fill_null(newest, -1).to_numpy(zero_copy_only=False)
-    other_firmware = model_listed & ~firmware_listed
+    other_firmware = slot & model_listed & ~firmware_listed
     unrecognised = other_firmware & ~readable
     older = other_firmware & readable & (np.nan_to_num(order, nan=-1) < newest_values)
     newer = other_firmware & readable & ~older
     findings = []
-    subset_codes = codes[slot_rows]
-    for reason, mask in (
-        (R.DMC_NOT_ELIGIBLE, unlisted_model),
+    for reason, by_model in (
+        (R.DMC_NOT_ELIGIBLE, slot & ~model_listed),
         (R.FIRMWARE_UPGRADE_REQUIRED, older),
         (R.FIRMWARE_NOT_LISTED, newer),
         (R.FIRMWARE_UNRECOGNISED, unrecognised),
     ):
-        reasons.flag_codes(reason, subset_codes[mask])
-        if mask.any():
-            hit = subset.filter(pa.array(mask))
-            findings.append(
-                pa.table(
-                    {
-                        **{name: hit.column(name) for name in FINDING_SCHEMA.names[:-1]},
-                        "reason": pa.repeat(pa.scalar(reason.value), hit.num_rows),
-                    }
-                )
+        if not by_model.any():
+            continue
+        mask = by_model[models.of_device]
+        reasons.flag_codes(reason, owner[mask])
+        hit = devices.select(FINDING_SCHEMA.names[:-1]).filter(pa.array(mask))
+        findings.append(
+            pa.table(
+                {
+                    **{name: hit.column(name) for name in FINDING_SCHEMA.names[:-1]},
+                    "reason": pa.repeat(pa.scalar(reason.value), hit.num_rows),
+                }
             )
+        )
     if not findings:
         return FINDING_SCHEMA.empty_table()
     return pa.concat_tables(findings).cast(FINDING_SCHEMA)
 
 
-def _firmware_order(devices: pa.Table, rules: CohortRules) -> pa.Array:
-    """Each device's firmware order key under its manufacturer's scheme (null if none)."""
-    manufacturer = single(pc.utf8_lower(devices.column("manufacturer")))
-    firmware = single(devices.column("firmware_version"))
-    keys = np.zeros(devices.num_rows, dtype=np.float64)
-    keys[:] = np.nan
+def _firmware_order(models: pa.Table, rules: CohortRules) -> pa.Array:
+    """Each model's firmware order key under its manufacturer's scheme (null if none)."""
+    manufacturer = single(pc.utf8_lower(models.column("manufacturer")))
+    firmware = single(models.column("firmware_version"))
+    keys = np.full(models.num_rows, np.nan, dtype=np.float64)
     for name in pc.unique(manufacturer).drop_null().to_pylist():
         order = rules.order_for(name)
         if order is None:
             continue
         rows = np.flatnonzero(pc.equal(manufacturer, name).to_numpy(zero_copy_only=False))
-        # A few versions over many devices: each distinct one is read once.
-        encoded = pc.dictionary_encode(firmware.take(pa.array(rows)))
-        placed = order_keys(encoded.dictionary, order).take(encoded.indices)
-        values = pc.fill_null(pc.cast(placed, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-        keys[rows] = values
+        placed = order_keys(firmware.take(pa.array(rows)), order)
+        keys[rows] = pc.fill_null(pc.cast(placed, pa.float64()), np.nan).to_numpy(
+            zero_copy_only=False
+        )
     return pa.array(keys, pa.float64(), from_pandas=True)
 
 
-def _signatures(
-    installations: pa.Table, devices: pa.Table, codes: np.ndarray, count: int
+def _match_combinations(
+    smso: pa.ChunkedArray,
+    owner: np.ndarray,
+    models: DeviceModels,
+    combinations: list[Combination],
+    count: int,
 ) -> tuple[pa.Array, pa.Array]:
-    """Per installation: its device set as the combinations spell theirs (null where it
-    cannot match any: two devices in one slot, or a device no combination has), and a
-    readable label of its models for reports."""
-    types = devices.column("device_type")
-    firmware_key = pc.binary_join_element_wise(
-        _model_key(types, devices.column("manufacturer"), devices.column("model")),
-        devices.column("firmware_version"),
-        "|",
+    """Per installation: the listed combination its SMSO and device set are (null if none),
+    and a readable label of its models for reports.
+
+    An installation's device set is the model in each combination slot. Installations
+    sharing an SMSO and a set are one distinct set: each set is spelt and looked up once.
+    A set cannot match with two devices in one slot, a slot device without model or
+    firmware, or a device that no combination has.
+    """
+    firmware_key = models.firmware_keys()
+    unkeyed = pc.is_null(firmware_key).to_numpy(zero_copy_only=False)
+    smso_codes = pc.fill_null(pc.dictionary_encode(single(smso)).indices, -1).to_numpy(
+        zero_copy_only=False
     )
-    slots = []
-    labels = []
+    set_codes = smso_codes.astype(np.int64)
     valid = np.ones(count, dtype=bool)
+    slot_models = []
+    has_owner = owner >= 0
     for slot in COMBINATION_SLOTS:
-        rows = np.flatnonzero(pc.equal(types, slot.value).to_numpy(zero_copy_only=False))
-        per = np.bincount(codes[rows], minlength=count) if len(rows) else np.zeros(count, int)
-        valid &= per <= 1
-        first = first_positions(codes, rows, count)
-        taken = take_or_null(firmware_key, first)
-        # A device in the slot without model or firmware cannot match: never an empty slot.
-        valid &= ~((first >= 0) & pc.is_null(taken).to_numpy(zero_copy_only=False))
-        slots.append(pc.fill_null(taken, ""))
-        model = take_or_null(devices.column("model"), first)
-        labels.append(pc.fill_null(model, ""))
+        rows = np.flatnonzero(models.of_type(slot.value)[models.of_device] & has_owner)
+        valid &= np.bincount(owner[rows], minlength=count) <= 1
+        first = first_positions(owner, rows, count)
+        model = np.where(first >= 0, models.of_device[np.maximum(first, 0)], -1)
+        valid &= ~((model >= 0) & unkeyed[model])
+        slot_models.append(model)
+        combined = set_codes * (len(models) + 1) + (model + 1)
+        set_codes = pc.dictionary_encode(pa.array(combined)).indices.to_numpy().astype(np.int64)
     for other in UNLISTABLE:
-        rows = np.flatnonzero(pc.equal(types, other.value).to_numpy(zero_copy_only=False))
-        valid[codes[rows]] = False
-    signature = pc.binary_join_element_wise(*slots, "#")
+        rows = np.flatnonzero(models.of_type(other.value)[models.of_device] & has_owner)
+        valid[owner[rows]] = False
+    # The first installation of each distinct set (codes are dense, in first appearance).
+    rising = np.ones(count, dtype=bool)
+    rising[1:] = set_codes[1:] > np.maximum.accumulate(set_codes)[:-1]
+    first_of_set = np.flatnonzero(rising)
+    slots, labels = [], []
+    for model in slot_models:
+        of_set = model[first_of_set]
+        indices = pa.array(np.maximum(of_set, 0), pa.int64(), mask=of_set < 0)
+        slots.append(pc.fill_null(firmware_key.take(indices), ""))
+        labels.append(pc.fill_null(models.table.column("model").take(indices), ""))
+    signature = pc.binary_join_element_wise(
+        pc.fill_null(single(smso).take(pa.array(first_of_set)), ""), *slots, "#"
+    )
+    combination_signatures = pa.array(
+        [
+            _signature(c.smso, {s: keys[1] for s, keys in _combination_keys(c).items()})
+            for c in combinations
+        ],
+        pa.string(),
+    )
+    match = pc.index_in(signature, value_set=combination_signatures).take(pa.array(set_codes))
     label = pc.utf8_trim(pc.binary_join_element_wise(*labels, " + "), characters=" +")
     label = pc.replace_substring_regex(label, pattern=r"( \+ )+", replacement=" + ")
-    return pc.if_else(pa.array(valid), signature, None), label
+    return pc.if_else(pa.array(valid), match, None), single(label).take(pa.array(set_codes))

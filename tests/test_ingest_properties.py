@@ -5,10 +5,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrate.ingest import ingest
+from migrate.installations import DeviceLinks
 
 HEADER = (
     "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
@@ -74,3 +76,7 @@ def test_every_row_is_accepted_quarantined_or_a_named_duplicate(
     for duplicate in duplicates:  # each names the earlier line it repeats
         assert texts[duplicate["source_row"] - 2] == texts[duplicate["duplicate_of_row"] - 2]
         assert duplicate["duplicate_of_row"] < duplicate["source_row"]
+    # What the ingest hands validation about its devices is what the tables alone say.
+    found = DeviceLinks.find(result.installations, result.devices)
+    assert np.array_equal(result.device_links.installation, found.installation)
+    assert np.array_equal(result.device_links.repeated, found.repeated)

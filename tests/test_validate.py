@@ -6,12 +6,15 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migrate.cohort.loader import COHORTS
 from migrate.cohort.spec import CohortRules
 from migrate.ingest import ingest
-from migrate.validate import Validation, validate
+from migrate.validate import DeviceModels, Validation, validate
 
 HEADER = (
     "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
@@ -91,6 +94,12 @@ def check(
     def run(lines: list[str], as_of: dt.date | None = None) -> dict[str, list[str]]:
         ingested = ingest([write_text("x.csv", [HEADER, *lines])], "landis_ioc_devices")
         result: Validation = validate(ingested.installations, ingested.devices, rules, as_of)
+        # The same, told by the ingest which installation each device is in.
+        linked = validate(
+            ingested.installations, ingested.devices, rules, as_of, ingested.device_links
+        )
+        assert linked.installations.equals(result.installations)
+        assert linked.findings.equals(result.findings)
         return {r["installation_id"]: r["reasons"] for r in result.installations.to_pylist()}
 
     return run
@@ -204,3 +213,30 @@ def test_every_reason_is_kept_not_only_the_first(check: Callable) -> None:
         "DORMANT",
         "FIRMWARE_UPGRADE_REQUIRED",
     ]
+
+
+VALUE = st.one_of(st.none(), st.sampled_from(["CHF", "ESME", "Landis+Gyr", "landis+gyr", "1.0"]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(VALUE, VALUE, VALUE, VALUE), max_size=8), max_size=4))
+def test_device_models_give_back_each_devices_own_values(
+    chunks: list[list[tuple[str | None, ...]]],
+) -> None:
+    """Distinct models over a table read in several chunks, nulls included: each device's
+    model is its own four values, and no two models are the same four."""
+    names = DeviceModels.COLUMNS
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch(
+                [pa.array([row[i] for row in rows], pa.string()) for i in range(4)], names=names
+            )
+            for rows in chunks
+        ],
+        schema=pa.schema([(name, pa.string()) for name in names]),
+    )
+    models = DeviceModels.of(table)
+    distinct = [tuple(row.values()) for row in models.table.to_pylist()]
+    assert len(set(distinct)) == len(distinct)
+    devices = [row for rows in chunks for row in rows]
+    assert [distinct[code] for code in models.of_device] == devices
