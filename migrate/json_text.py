@@ -8,6 +8,7 @@ joins. The output is deterministic: the same columns give the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -126,34 +127,45 @@ def lines(fragments: pa.Array | pa.ChunkedArray) -> pa.Buffer:
 
 
 def document(
-    head: dict[str, object], arrays: dict[str, pa.Array | list[pa.Buffer]]
+    head: dict[str, object], arrays: dict[str, pa.Array | Iterable[pa.Buffer]]
 ) -> list[bytes | pa.Buffer]:
+    """The document of `document_chunks`, every chunk made."""
+    return list(document_chunks(head, arrays))
+
+
+def document_chunks(
+    head: dict[str, object], arrays: dict[str, pa.Array | Iterable[pa.Buffer]]
+) -> Iterator[bytes | pa.Buffer]:
     """A JSON document as byte chunks: the head's keys (Python values), then named arrays of
     fragments, one fragment per line so that two documents diff line by line. An array is
-    given as its fragments, or as parts already joined by `lines` (built piece by piece).
+    given as its fragments, or as parts already joined by `lines`, which may still be in the
+    making: each is asked for when it is to be written.
 
     `arrays` is emptied as it goes: each array is let go once joined, so that a plan of
     hundreds of MB is never held twice over."""
-    chunks: list[bytes | pa.Buffer] = [b"{\n"]
+    yield b"{\n"
     for key, value in head.items():
-        line = f"{json.dumps(key)}: {json.dumps(value, sort_keys=True, ensure_ascii=False)},\n"
-        chunks.append(line.encode())
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        yield f"{json.dumps(key)}: {text},\n".encode()
     names = list(arrays)
     for index, name in enumerate(names):
         closing = b"]\n" if index == len(names) - 1 else b"],\n"
         value = arrays.pop(name)
-        parts = [
-            part for part in (value if isinstance(value, list) else [lines(value)]) if part.size
-        ]
+        parts = (
+            part
+            for part in ([lines(value)] if isinstance(value, pa.Array | pa.ChunkedArray) else value)
+            if part.size
+        )
         del value
-        if not parts:
-            chunks.append(f"{json.dumps(name)}: [".encode() + closing)
+        first = next(parts, None)
+        if first is None:
+            yield f"{json.dumps(name)}: [".encode() + closing
             continue
-        chunks.append(f"{json.dumps(name)}: [\n".encode())
-        for number, part in enumerate(parts):
-            if number:
-                chunks.append(b",\n")
-            chunks.append(part)
-        chunks.append(b"\n" + closing)
-    chunks.append(b"}\n")
-    return chunks
+        yield f"{json.dumps(name)}: [\n".encode()
+        yield first
+        del first
+        for part in parts:
+            yield b",\n"
+            yield part
+        yield b"\n" + closing
+    yield b"}\n"

@@ -12,8 +12,9 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -92,21 +93,28 @@ class PlanSummary:
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan's counts, and its text, made as it is written: the eligible entries are built a
+    piece at a time while the pieces before them are written, and never held whole."""
+
     summary: PlanSummary
-    chunks: list[bytes | pa.Buffer]
+    chunks: Callable[[], Iterator[bytes | pa.Buffer]]  # the text, made afresh at each call
 
     def write(self, path: Path) -> None:
         """Written whole to a temporary file beside `path`, then moved into place."""
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_name(f".{path.name}.tmp")
-        with scratch.open("wb") as handle:
-            for chunk in self.chunks:
-                handle.write(memoryview(chunk))
+        try:
+            with scratch.open("wb") as handle:
+                for chunk in self.chunks():
+                    handle.write(memoryview(chunk))
+        except BaseException:
+            scratch.unlink(missing_ok=True)
+            raise
         scratch.replace(path)
 
     @property
     def text(self) -> str:
-        return b"".join(bytes(chunk) for chunk in self.chunks).decode("utf-8")
+        return b"".join(bytes(chunk) for chunk in self.chunks()).decode("utf-8")
 
 
 def schedule(
@@ -361,20 +369,20 @@ def _payload_order(owner: np.ndarray, devices: pa.Table) -> np.ndarray:
     return order
 
 
-def _eligible_json(
-    validation: Validation, devices: pa.Table, rules: CohortRules, start: dt.date
-) -> tuple[list[pa.Buffer], int, dict[str, object]]:
-    eligible, timetable = _eligible_set(validation, devices, rules, start)
+# Pieces asked of the threads ahead of the one being written: enough to keep both busy.
+PIECES_AHEAD = 2 * PIECE_THREADS
+
+
+def _entries_in_order(eligible: _EligibleSet, pool: ThreadPoolExecutor) -> Iterator[pa.Buffer]:
+    """The eligible entries piece by piece, in order, made by the pool a few pieces ahead."""
     count = eligible.installations.num_rows
-    with ThreadPoolExecutor(PIECE_THREADS, thread_name_prefix="plan") as pool:
-        parts = list(
-            pool.map(
-                lambda first: eligible.entries(first, min(first + PIECE, count)),
-                range(0, count, PIECE),
-            )
-        )
-    device_count = int(pc.sum(eligible.installations.column("devices")).as_py() or 0)
-    return parts, device_count, timetable
+    pending: deque[Future[pa.Buffer]] = deque()
+    for first in range(0, count, PIECE):
+        pending.append(pool.submit(eligible.entries, first, min(first + PIECE, count)))
+        if len(pending) > PIECES_AHEAD:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _excluded_json(validation: Validation) -> pa.Array:
@@ -443,7 +451,11 @@ def make_plan(
             f"the plan's date {start} is after the cohort's window ({rules.window.end})",
             key="window",
         )
-    ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
+    with ThreadPoolExecutor(1, thread_name_prefix="plan-digest") as beside:
+        # The extracts' hashes are taken while they are read (hashlib lets go of the GIL).
+        extract_records = beside.submit(lambda: [input_record(Path(p)) for p in extracts])
+        ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
+        records = extract_records.result()
     validation = validate(
         ingested.installations,
         ingested.devices,
@@ -451,41 +463,53 @@ def make_plan(
         as_of=start,
         links=ingested.device_links,
     )
-    eligible, device_count, timetable = _eligible_json(validation, ingested.devices, rules, start)
+    eligible, timetable = _eligible_set(validation, ingested.devices, rules, start)
     quarantine = _quarantine_json(ingested)
     ingest_summary = ingested.summary.as_dict()
-    del ingested  # only the plan's text is needed now: the canonical tables can go
+    del ingested  # only what the plan's text is made of is needed now
+    count = validation.installations.num_rows
     summary = PlanSummary(
         cohort=rules.name,
-        installations=validation.installations.num_rows,
-        eligible=validation.eligible.num_rows,
-        excluded=validation.excluded.num_rows,
+        installations=count,
+        eligible=eligible.installations.num_rows,
+        excluded=count - eligible.installations.num_rows,
         excluded_by_reason=validation.excluded_by_reason(),
         days=int(timetable["days"]),
         finish=str(timetable["finish"]),
         window_end=str(timetable["window_end"]),
         fits_window=bool(timetable["fits_window"]),
     )
+    device_count = int(pc.sum(eligible.installations.column("devices")).as_py() or 0)
     ingest_summary.pop("files")
     head: dict[str, object] = {
         "plan_version": PLAN_VERSION,
         "tool": {"name": "smets1-migrate", "version": __version__},
         "cohort": {"name": rules.name, **input_record(cohort_path)},
         "mapping": {"name": mapping_path.stem, **input_record(mapping_path)},
-        "extracts": [input_record(Path(p)) for p in extracts],
+        "extracts": records,
         "as_of": start.isoformat(),
         "device_fields": list(DEVICE_FIELDS),
         "ingest": ingest_summary,
         "summary": {**summary.as_dict(), "eligible_devices": device_count},
         "schedule": timetable,
     }
-    arrays = {
-        "eligible": eligible,
-        "excluded": _excluded_json(validation),
-        "quarantine": quarantine,
-    }
-    del eligible, quarantine, validation  # `document` lets each array go once it is joined
-    return Plan(summary, json_text.document(head, arrays))
+
+    def chunks() -> Iterator[bytes | pa.Buffer]:
+        pool = ThreadPoolExecutor(PIECE_THREADS, thread_name_prefix="plan")
+        try:
+            excluded = pool.submit(lambda: json_text.lines(_excluded_json(validation)))
+            yield from json_text.document_chunks(
+                head,
+                {
+                    "eligible": _entries_in_order(eligible, pool),
+                    "excluded": (future.result() for future in [excluded]),
+                    "quarantine": quarantine,
+                },
+            )
+        finally:  # a write that fails stops the pieces not yet begun
+            pool.shutdown(cancel_futures=True)
+
+    return Plan(summary, chunks)
 
 
 def load_plan(path: Path) -> dict[str, object]:

@@ -136,6 +136,31 @@ def test_a_plan_built_in_small_pieces_is_the_plan_built_whole(
     assert make_plan(*args).text == whole
 
 
+def test_a_plan_that_fails_while_written_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entries are made while the plan is written: a piece that fails half way leaves
+    neither the plan nor its temporary file, and the plan can be written again."""
+    made = make_plan([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", "ioc")
+    whole = made.text
+    entries = plan_module._EligibleSet.entries
+    calls = iter(range(10**6))
+
+    def failing(self: object, start: int, stop: int) -> object:
+        if next(calls) == 2:
+            raise MemoryError("out of memory in the third piece")
+        return entries(self, start, stop)
+
+    monkeypatch.setattr(plan_module, "PIECE", 5)
+    monkeypatch.setattr(plan_module._EligibleSet, "entries", failing)
+    out = tmp_path / "plans" / "plan.json"
+    with pytest.raises(MemoryError):
+        made.write(out)
+    assert list(out.parent.iterdir()) == []
+    made.write(out)
+    assert out.read_text() == whole == made.text
+
+
 def test_the_schedule_fills_each_day_to_capacity_per_supplier(tmp_path: Path) -> None:
     cohort = (
         (REPO / "cohorts" / "ioc.yaml")
