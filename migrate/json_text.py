@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -28,21 +29,16 @@ def _joined_size(fragments: pa.Array) -> int:
     return int(pc.sum(pc.binary_length(fragments)).as_py() or 0) + 2 * len(fragments)
 
 
-# Bytes that a JSON string literal cannot hold as they are: quote, backslash, controls.
-_NEEDS_ESCAPE = np.zeros(256, dtype=bool)
-_NEEDS_ESCAPE[:0x20] = True
-_NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
-
-
 def _needs_escaping(values: pa.Array) -> bool:
-    """Whether any value holds a byte that must be escaped: one pass over its bytes (a
-    slice's only, not all of its parent's)."""
+    """Whether any value holds a byte that a JSON string literal cannot hold as it is (a
+    quote, a backslash, a control character): comparisons over its bytes (a slice's only,
+    not all of its parent's), which numpy runs many bytes at a time."""
     _, offsets, data = values.buffers()
     if data is None or len(values) == 0:
         return False
     bounds = np.frombuffer(offsets, dtype=np.int32)[[values.offset, values.offset + len(values)]]
     text = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[1]]
-    return bool(_NEEDS_ESCAPE[text].any())
+    return bool((text < 0x20).any() or (text == ord('"')).any() or (text == ord("\\")).any())
 
 
 def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -72,14 +68,52 @@ def numbers(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(values.cast(pa.string()), NULL)
 
 
-def objects(fields: dict[str, pa.Array]) -> pa.Array:
-    """One JSON object per row from already-encoded fields, in the order given."""
-    pieces: list[pa.Array | str] = []
-    for index, (name, text) in enumerate(fields.items()):
+@dataclass(frozen=True)
+class Text:
+    """A string column to be written as JSON string literals (null as null) by `joined`."""
+
+    values: pa.Array | pa.ChunkedArray
+
+
+# What `joined` joins: literal text (JSON already), JSON fragments, or a Text column.
+Piece = str | pa.Array | pa.ChunkedArray | Text
+
+
+def joined(*pieces: Piece) -> pa.Array:
+    """Row by row, the pieces joined into one string, by one Arrow join (at least one piece
+    must be a column). A Text column without nulls or bytes to escape is quoted by the
+    literal text around it, not copied once more as literals of its own."""
+    parts: list[str | pa.Array] = []
+
+    def add(part: str | pa.Array) -> None:
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        else:
+            parts.append(part)
+
+    for piece in pieces:
+        if isinstance(piece, Text):
+            values = single(piece.values).cast(pa.string())
+            if values.null_count == 0 and not _needs_escaping(values):
+                add('"')
+                add(values)
+                add('"')
+            else:
+                add(strings(values))
+        else:
+            add(piece if isinstance(piece, str) else single(piece))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def objects(fields: dict[str, Piece]) -> pa.Array:
+    """One JSON object per row from fields already encoded (fragments, or literal JSON text
+    for a value every row shares) or Text columns, in the order given."""
+    pieces: list[Piece] = []
+    for index, (name, value) in enumerate(fields.items()):
         prefix = "{" if index == 0 else ","
-        pieces.extend([f'{prefix}"{name}":', text])
+        pieces.extend([f'{prefix}"{name}":', value])
     pieces.append("}")
-    return pc.binary_join_element_wise(*pieces, "")
+    return joined(*pieces)
 
 
 def grouped(items: pa.Array, groups: np.ndarray, count: int) -> pa.Array:

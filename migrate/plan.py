@@ -215,8 +215,8 @@ def device_lists_json(
     """Per installation, its devices as JSON arrays of DEVICE_FIELDS, in the order given.
     Arrays, not objects: a million devices would repeat their field names a million times.
     Staging rebuilds payloads with this same function, so the bytes match the plan's."""
-    items = pc.binary_join_element_wise(
-        "[", *_interleave([json_text.strings(column) for column in columns], ","), "]", ""
+    items = json_text.joined(
+        "[", *_interleave([json_text.Text(column) for column in columns], ","), "]"
     )
     return json_text.grouped(items, owners, count)
 
@@ -226,9 +226,9 @@ def payload_json(cohort: str, fields: dict[str, pa.Array], device_lists: pa.Arra
     covers."""
     return json_text.objects(
         {
-            "cohort": json_text.strings(pa.repeat(pa.scalar(cohort), len(device_lists))),
-            **{name: json_text.strings(fields[name]) for name in PAYLOAD_FIELDS},
-            "combination": json_text.strings(fields["combination"]),
+            "cohort": json.dumps(cohort, ensure_ascii=False),
+            **{name: json_text.Text(fields[name]) for name in PAYLOAD_FIELDS},
+            "combination": json_text.Text(fields["combination"]),
             "devices": device_lists,
         }
     )
@@ -280,7 +280,7 @@ class _EligibleSet:
         )
         del device_lists
         return json_text.lines(
-            pc.binary_join_element_wise(
+            json_text.joined(
                 '{"idempotency_key":',
                 _hex(keys, quote=b'"'),
                 ',"fingerprint":',
@@ -288,13 +288,12 @@ class _EligibleSet:
                 ',"day":',
                 pa.array(self.day[start:stop]).cast(pa.string()),
                 ',"date":',
-                json_text.strings(self.dates.slice(start, stop - start)),
+                json_text.Text(self.dates.slice(start, stop - start)),
                 ',"models":',
-                json_text.strings(part.column("models")),
+                json_text.Text(part.column("models")),
                 ',"payload":',
                 payload,
                 "}",
-                "",
             )
         )
 
@@ -398,8 +397,8 @@ def _excluded_json(validation: Validation) -> pa.Array:
     codes = codes.filter(codes.is_valid())
     items = json_text.objects(
         {
-            **{name: json_text.strings(findings.column(name)) for name in FINDING_FIELDS},
-            "reason": json_text.strings(findings.column("reason")),
+            **{name: json_text.Text(findings.column(name)) for name in FINDING_FIELDS},
+            "reason": json_text.Text(findings.column("reason")),
         }
     )
     finding_lists = json_text.grouped(
@@ -407,8 +406,8 @@ def _excluded_json(validation: Validation) -> pa.Array:
     )
     return json_text.objects(
         {
-            **{name: json_text.strings(excluded.column(name)) for name in EXCLUDED_FIELDS},
-            "models": json_text.strings(excluded.column("models")),
+            **{name: json_text.Text(excluded.column(name)) for name in EXCLUDED_FIELDS},
+            "models": json_text.Text(excluded.column("models")),
             "devices": json_text.numbers(excluded.column("devices")),
             "quarantined_rows": json_text.numbers(excluded.column("quarantined_rows")),
             "reasons": json_text.string_lists(excluded.column("reasons")),

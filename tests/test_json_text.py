@@ -103,3 +103,21 @@ def test_document_writes_parts_already_joined_between_commas() -> None:
     text = b"".join(bytes(chunk) for chunk in chunks).decode()
     assert json.loads(text) == {"items": ["a", "b", "c"], "none": []}
     assert text.splitlines()[1:5] == ['"items": [', '"a",', '"b",', '"c"']
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(TEXT, TEXT), max_size=30))
+def test_objects_of_text_columns_and_literals_read_back(rows: list[tuple[str | None, ...]]) -> None:
+    # Text columns are quoted by the literals around them when nothing needs escaping, and
+    # encoded on their own otherwise: both read back alike.
+    objects = json_text.objects(
+        {
+            "a": json_text.Text(pa.array([a for a, _ in rows], pa.string())),
+            "shared": '"same for all"',
+            "b": json_text.Text(pa.chunked_array([pa.array([b for _, b in rows], pa.string())])),
+            "n": json_text.numbers(pa.array(range(len(rows)))),
+        }
+    )
+    assert [json.loads(text) for text in objects.to_pylist()] == [
+        {"a": a, "shared": "same for all", "b": b, "n": n} for n, (a, b) in enumerate(rows)
+    ]
