@@ -1166,6 +1166,9 @@ class _WithoutPandas:
 # to come by (virtual machines), a 1M-row ingest spent a second more in the kernel with it
 # than with jemalloc, and peaked 0.3 GB higher in a plan.
 ARROW_POOL = "jemalloc"
+# numpy's OpenBLAS starts a thread per core, which spins for work it is never given here (no
+# matrix algebra): on two cores a 1M-device plan lost 0.3-0.4 s of CPU to it.
+BLAS_THREADS = "1"
 
 
 def main() -> None:
@@ -1181,6 +1184,7 @@ def main() -> None:
     # print Arrow's warning at every command.
     if sys.platform == "linux" and platform.machine() == "x86_64":
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     try:
         app()
     except SystemExit as done:

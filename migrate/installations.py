@@ -165,16 +165,24 @@ def build_installations(
     has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False)
     for kind, sources in METER_SOURCES.items():
         # Each source in turn, for the installations still without a value: most have their
-        # meter, so the hub's MPxN is looked at (and shape-checked) for only a few.
+        # meter, so the hub's MPxN is looked at (and shape-checked) for only a few. The
+        # device each value comes from is noted, and all are taken at once at the end.
+        missing = pc.is_null(columns[kind]).to_numpy(zero_copy_only=False)
+        source = np.full(count, -1, dtype=np.int64)
         for device_type, shape in sources:
-            missing = pc.is_null(columns[kind]).to_numpy(zero_copy_only=False)
             if not missing.any():
                 break
             carriers = np.flatnonzero(kinds[device_type] & has_mpxn)
             carriers = carriers[missing[device_codes[carriers]]]
-            columns[kind] = pc.coalesce(
-                columns[kind], _meter_value(mpxn, carriers, device_codes, shape, count)
-            )
+            if shape is not None and len(carriers):
+                fits = pc.match_substring_regex(mpxn.take(pa.array(carriers)), shape)
+                carriers = carriers[fits.to_numpy(zero_copy_only=False)]
+            first = first_positions(device_codes, carriers, count)
+            found = first >= 0
+            source[found] = first[found]
+            missing &= ~found
+        if (source >= 0).any():
+            columns[kind] = pc.coalesce(columns[kind], take_or_null(mpxn, source))
     by_type = {
         f"n_{t.lower()}": np.bincount(device_codes[kinds[t.value]], minlength=count)
         for t in DeviceType
@@ -203,13 +211,3 @@ def _device_kinds(types: pa.ChunkedArray) -> dict[str, np.ndarray]:
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     known = {name: index for index, name in enumerate(encoded.dictionary.to_pylist())}
     return {t.value: codes == known.get(t.value, -2) for t in DeviceType}
-
-
-def _meter_value(
-    mpxn: pa.Array, carriers: np.ndarray, device_codes: np.ndarray, shape: str | None, count: int
-) -> pa.Array:
-    """Each installation's first MPxN among these devices (of this shape, if given)."""
-    if shape is not None and len(carriers):
-        fits = pc.match_substring_regex(mpxn.take(pa.array(carriers)), shape)
-        carriers = carriers[fits.to_numpy(zero_copy_only=False)]
-    return take_or_null(mpxn, first_positions(device_codes, carriers, count))
