@@ -140,6 +140,18 @@ def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
 
 
+def joined_lines(*pieces: Piece) -> pa.Buffer:
+    """`lines` of `joined(*pieces)`, made by the one join: each row is joined with its comma
+    and line break after it, and the last row's are cut off."""
+    text = joined(*pieces, ",\n")
+    if len(text) == 0:
+        return pa.py_buffer(b"")
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
+    start = int(offsets[text.offset])
+    stop = int(offsets[text.offset + len(text)]) - 2
+    return text.buffers()[2].slice(start, stop - start)
+
+
 def lines(fragments: pa.Array | pa.ChunkedArray) -> pa.Buffer:
     """The fragments joined one to a line, a comma after each but the last: a part of a JSON
     array that `document` writes as it is. Joined by Arrow, not by Python strings."""

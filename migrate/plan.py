@@ -279,22 +279,20 @@ class _EligibleSet:
             device_lists,
         )
         del device_lists
-        return json_text.lines(
-            json_text.joined(
-                '{"idempotency_key":',
-                _hex(keys, quote=b'"'),
-                ',"fingerprint":',
-                _hex(_digests(payload), quote=b'"'),
-                ',"day":',
-                pa.array(self.day[start:stop]).cast(pa.string()),
-                ',"date":',
-                json_text.Text(self.dates.slice(start, stop - start)),
-                ',"models":',
-                json_text.Text(part.column("models")),
-                ',"payload":',
-                payload,
-                "}",
-            )
+        return json_text.joined_lines(
+            '{"idempotency_key":',
+            _hex(keys, quote=b'"'),
+            ',"fingerprint":',
+            _hex(_digests(payload), quote=b'"'),
+            ',"day":',
+            pa.array(self.day[start:stop]).cast(pa.string()),
+            ',"date":',
+            json_text.Text(self.dates.slice(start, stop - start)),
+            ',"models":',
+            json_text.Text(part.column("models")),
+            ',"payload":',
+            payload,
+            "}",
         )
 
 

@@ -121,3 +121,16 @@ def test_objects_of_text_columns_and_literals_read_back(rows: list[tuple[str | N
     assert [json.loads(text) for text in objects.to_pylist()] == [
         {"a": a, "shared": "same for all", "b": b, "n": n} for n, (a, b) in enumerate(rows)
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(TEXT, max_size=20), st.lists(TEXT, max_size=20))
+def test_joined_lines_are_parts_of_a_document(
+    first: list[str | None], then: list[str | None]
+) -> None:
+    parts = [
+        json_text.joined_lines("[", json_text.Text(pa.array(values, pa.string())), "]")
+        for values in (first, then)
+    ]
+    text = b"".join(bytes(chunk) for chunk in json_text.document({}, {"items": parts}))
+    assert json.loads(text) == {"items": [[value] for value in first + then]}
