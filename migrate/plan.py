@@ -250,14 +250,16 @@ class _EligibleSet:
     installations: pa.Table
     day: np.ndarray
     dates: pa.Array
-    devices: pa.Table
-    device_starts: np.ndarray  # where each installation's devices start in `devices`
+    devices: pa.Table  # one chunk a column, so that each piece takes only its own rows
+    device_rows: np.ndarray  # rows of `devices` in payload order
+    device_starts: np.ndarray  # where each installation's devices start in device_rows
 
     def entries(self, start: int, stop: int) -> pa.Buffer:
         """The plan's entries for installations start..stop-1, joined one to a line."""
         part = self.installations.slice(start, stop - start)
         first, last = self.device_starts[start], self.device_starts[stop]
-        devices = self.devices.slice(first, last - first)
+        # A take in payload order reads the devices all over memory: each piece its own.
+        devices = self.devices.take(pa.array(self.device_rows[first:last]))
         device_lists = device_lists_json(
             [devices.column(name) for name in DEVICE_FIELDS],
             np.repeat(np.arange(stop - start), np.diff(self.device_starts[start : stop + 1])),
@@ -328,7 +330,8 @@ def _eligible_set(
         installations=eligible,
         day=day,
         dates=calendar.take(pa.array(day - 1)),
-        devices=devices.select(list(DEVICE_FIELDS)).take(pa.array(payload_order)),
+        devices=devices.select(list(DEVICE_FIELDS)).combine_chunks(),
+        device_rows=payload_order,
         device_starts=np.concatenate([[0], np.cumsum(per)]),
     )
     return eligible_set, timetable

@@ -9,6 +9,7 @@ Python loop over installations or devices.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,14 +166,18 @@ def validate(
     _flag_mode(reasons, installations.column("mode"), rules)
     if devices.num_rows:
         reasons.flag_codes(R.DUPLICATE_DEVICE, owner[links.repeated])
-    for name in ("mpan_core", "mprn"):
-        # The same MPxN in two installations: which is right cannot be told.
-        reasons.flag(R.DUPLICATE_MPXN, repeated(installations.column(name)))
-    models = DeviceModels.of(devices)
-    findings = _flag_devices(reasons, devices, owner, models, rules)
-
-    combinations = rules.combinations
-    match, labels = _match_combinations(smso, owner, models, combinations, count)
+    with ThreadPoolExecutor(1, thread_name_prefix="validate") as beside:
+        # The same MPxN in two installations (which is right cannot be told), found beside
+        # the device checks: Arrow and numpy let go of the GIL.
+        shared_mpxn = [
+            beside.submit(repeated, installations.column(name)) for name in ("mpan_core", "mprn")
+        ]
+        models = DeviceModels.of(devices)
+        findings = _flag_devices(reasons, devices, owner, models, rules)
+        combinations = rules.combinations
+        match, labels = _match_combinations(smso, owner, models, combinations, count)
+        for found in shared_mpxn:
+            reasons.flag(R.DUPLICATE_MPXN, found.result())
     listed_in_time = np.array([c.first_listed <= as_of for c in combinations], dtype=bool)
     matched = match.is_valid().to_numpy(zero_copy_only=False)
     match_index = pc.fill_null(match, 0).to_numpy(zero_copy_only=False)
@@ -203,14 +208,16 @@ def validate(
 
 
 def _flag_mode(reasons: _Reasons, mode: pa.ChunkedArray, rules: CohortRules) -> None:
-    values = mode.to_numpy(zero_copy_only=False)
+    def equal(value: str) -> np.ndarray:
+        return pc.fill_null(pc.equal(mode, value), False).to_numpy(zero_copy_only=False)
+
     taken = {m.value for m in rules.modes}
     known = pc.is_valid(mode).to_numpy(zero_copy_only=False)
     reasons.flag(R.MODE_UNKNOWN, ~known)
     if Mode.DORMANT.value not in taken:
-        reasons.flag(R.DORMANT, values == Mode.DORMANT.value)
+        reasons.flag(R.DORMANT, equal(Mode.DORMANT.value))
     if Mode.ACTIVE.value not in taken:
-        reasons.flag(R.NOT_DORMANT, values == Mode.ACTIVE.value)
+        reasons.flag(R.NOT_DORMANT, equal(Mode.ACTIVE.value))
 
 
 @dataclass(frozen=True)
