@@ -57,10 +57,6 @@ class Validation:
     device_installation: np.ndarray
 
     @property
-    def eligible(self) -> pa.Table:
-        return self.installations.filter(self.installations.column("eligible"))
-
-    @property
     def excluded(self) -> pa.Table:
         return self.installations.filter(pc.invert(self.installations.column("eligible")))
 
@@ -165,6 +161,8 @@ def validate(
     )
     _flag_mode(reasons, installations.column("mode"), rules)
     if devices.num_rows:
+        # A device in two installations (or twice in one): which is right cannot be told, so
+        # every installation involved is excluded.
         reasons.flag_codes(R.DUPLICATE_DEVICE, owner[links.repeated])
     with ThreadPoolExecutor(1, thread_name_prefix="validate") as beside:
         # The same MPxN in two installations (which is right cannot be told), found beside
