@@ -1,8 +1,9 @@
 """JSON text built column-wise with Arrow: a plan lists hundreds of thousands of
 installations, and building a Python dict for each costs seconds.
 
-Every function returns an Arrow string array of JSON fragments, one per row, that the caller
-joins. The output is deterministic: the same columns give the same bytes.
+Fragments are Arrow string arrays, one JSON value per row; `lines` and `joined_lines` join
+them into parts of a JSON array, and `document_chunks` writes a document of such parts, one
+fragment a line. The output is deterministic: the same columns give the same bytes.
 """
 
 from __future__ import annotations
