@@ -141,36 +141,35 @@ def string_lists(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
 
 
-def joined_lines(*pieces: Piece) -> pa.Buffer:
-    """`lines` of `joined(*pieces)`, made by the one join: each row is joined with its comma
-    and line break after it, and the last row's are cut off."""
-    text = joined(*pieces, ",\n")
+def _without_last_separator(text: pa.Array) -> pa.Buffer:
+    """The bytes of rows that each end in a comma and a line break, less the last two: a
+    part of a JSON array, one row a line."""
     if len(text) == 0:
         return pa.py_buffer(b"")
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(text.buffers()[1], dtype=width)
     start = int(offsets[text.offset])
     stop = int(offsets[text.offset + len(text)]) - 2
     return text.buffers()[2].slice(start, stop - start)
+
+
+def joined_lines(*pieces: Piece) -> pa.Buffer:
+    """`lines` of `joined(*pieces)`, made by the one join: each row is joined with its comma
+    and line break after it."""
+    return _without_last_separator(joined(*pieces, ",\n"))
 
 
 def lines(fragments: pa.Array | pa.ChunkedArray) -> pa.Buffer:
     """The fragments joined one to a line, a comma after each but the last: a part of a JSON
     array that `document` writes as it is. Joined by Arrow, not by Python strings."""
     fragments = single(fragments)
-    if len(fragments) == 0:
-        return pa.py_buffer(b"")
     # 32-bit offsets while the joined text fits them: a cast to 64-bit would copy it all.
     kind = pa.string() if _joined_size(fragments) < STRING_LIMIT else pa.large_string()
-    separated = pc.binary_join_element_wise(
-        fragments.cast(kind), pa.scalar(",\n", kind), pa.scalar("", kind)
+    return _without_last_separator(
+        pc.binary_join_element_wise(
+            fragments.cast(kind), pa.scalar(",\n", kind), pa.scalar("", kind)
+        )
     )
-    del fragments
-    offsets = np.frombuffer(
-        separated.buffers()[1], dtype=np.int32 if kind == pa.string() else np.int64
-    )
-    start = int(offsets[separated.offset])
-    stop = int(offsets[separated.offset + len(separated)]) - 2  # no comma after the last
-    return separated.buffers()[2].slice(start, stop - start)
 
 
 def document(
