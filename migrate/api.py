@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from migrate.config_files import load_yaml, validation_problem
 from migrate.errors import ConfigError
+from migrate.whole_file import write_whole
 
 # Each command imports what it needs when it runs: `migrate ingest` should not pay for
 # SQLAlchemy, Alembic and Jinja at start-up, nor `migrate stage` for the Excel reader.
@@ -353,11 +354,7 @@ def report(
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Whole or not at all: a half-written report would be read as the real one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text, encoding="utf-8")
-    scratch.replace(path)
+    write_whole(path, [text.encode("utf-8")])
 
 
 @dataclass(frozen=True)
@@ -615,17 +612,19 @@ def audit_export(out: Path, db: str | None = None) -> int:
     if out.is_dir():
         raise ConfigError(out, "is a folder: give the file to write the records to")
     count = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(f".{out.name}.tmp")
     # Read without the write lock, one snapshot: an export during a commit neither waits
     # for it nor holds it up.
     with reader(make_engine(db)) as snapshot:
         require_current(snapshot)
-        with snapshot.connect() as connection, scratch.open("w", encoding="utf-8") as handle:
-            for line in to_jsonl(audit_log.records(connection)):
-                handle.write(line + "\n")
-                count += 1
-    scratch.replace(out)
+        with snapshot.connect() as connection:
+
+            def lines() -> Iterator[bytes]:
+                nonlocal count
+                for line in to_jsonl(audit_log.records(connection)):
+                    count += 1
+                    yield f"{line}\n".encode()
+
+            write_whole(out, lines())
     return count
 
 

@@ -32,6 +32,7 @@ from migrate.ingest import Ingested, ingest
 from migrate.mapping.loader import MAPPINGS
 from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
 from migrate.validate import Validation, validate
+from migrate.whole_file import write_whole
 
 PLAN_VERSION = 1
 PAYLOAD_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
@@ -100,17 +101,7 @@ class Plan:
     chunks: Callable[[], Iterator[bytes | pa.Buffer]]  # the text, made afresh at each call
 
     def write(self, path: Path) -> None:
-        """Written whole to a temporary file beside `path`, then moved into place."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f".{path.name}.tmp")
-        try:
-            with scratch.open("wb") as handle:
-                for chunk in self.chunks():
-                    handle.write(memoryview(chunk))
-        except BaseException:
-            scratch.unlink(missing_ok=True)
-            raise
-        scratch.replace(path)
+        write_whole(path, self.chunks())
 
     @property
     def text(self) -> str:

@@ -21,6 +21,7 @@ from migrate.config_files import validation_problem
 from migrate.errors import ConfigError, InputError
 from migrate.extract.delimited import DelimitedReader
 from migrate.model import COMBINATION_SLOTS, DeviceType
+from migrate.whole_file import write_whole
 
 KEY_COLUMNS = ("combination_id", "cohort", "smso", "first_listed")
 SLOT_FIELDS = ("manufacturer", "model", "firmware")
@@ -252,6 +253,4 @@ def write_import(imported: CplImport) -> None:
         )
     for change in imported.changes:
         if change.any:
-            scratch = change.path.with_suffix(".yaml.tmp")
-            scratch.write_text(change.text, encoding="utf-8")
-            scratch.replace(change.path)
+            write_whole(change.path, [change.text.encode("utf-8")])

@@ -39,6 +39,7 @@ from migrate.reconcile.requeue import RequeueResult
 from migrate.reconcile.sources import MappedSide, StoreSide
 from migrate.report import page, svg
 from migrate.report.csv_export import write_csv
+from migrate.whole_file import write_whole
 
 REPORT_VERSION = 1
 HTML_ROWS = 500  # discrepant installations shown per category; the CSV and JSON hold all
@@ -360,12 +361,7 @@ def json_chunks(report: ReconciliationReport) -> list[bytes | pa.Buffer]:
 
 
 def write_json(report: ReconciliationReport, path: Path) -> None:
-    """Written whole to a temporary file beside `path`, then moved into place."""
-    scratch = path.with_name(f".{path.name}.tmp")
-    with scratch.open("wb") as handle:
-        for chunk in json_chunks(report):
-            handle.write(memoryview(chunk))
-    scratch.replace(path)
+    write_whole(path, json_chunks(report))
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -498,6 +494,4 @@ def render_html(report: ReconciliationReport) -> str:
 
 
 def write_html(report: ReconciliationReport, path: Path) -> None:
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(render_html(report), encoding="utf-8")
-    scratch.replace(path)
+    write_whole(path, [render_html(report).encode("utf-8")])
