@@ -292,6 +292,8 @@ class _EligibleSet:
 def _eligible_set(
     validation: Validation, devices: pa.Table, rules: CohortRules, start: dt.date
 ) -> tuple[_EligibleSet, dict[str, object]]:
+    """The eligible set and the schedule's summary. `devices`: the ingest's devices, only the
+    payload's fields, one chunk a column."""
     installations = validation.installations
     rows = np.flatnonzero(installations.column("eligible").to_numpy(zero_copy_only=False))
     listing = pc.sort_indices(
@@ -321,7 +323,7 @@ def _eligible_set(
         installations=eligible,
         day=day,
         dates=calendar.take(pa.array(day - 1)),
-        devices=devices.select(list(DEVICE_FIELDS)).combine_chunks(),
+        devices=devices,
         device_rows=payload_order,
         device_starts=np.concatenate([[0], np.cumsum(per)]),
     )
@@ -442,19 +444,27 @@ def make_plan(
             f"the plan's date {start} is after the cohort's window ({rules.window.end})",
             key="window",
         )
-    with ThreadPoolExecutor(1, thread_name_prefix="plan-digest") as beside:
-        # The extracts' hashes are taken while they are read (hashlib lets go of the GIL).
+    with ThreadPoolExecutor(1, thread_name_prefix="plan-beside") as beside:
+        # Work that needs only what is made before it runs beside what comes next: the
+        # extracts' hashes beside the read (hashlib lets go of the GIL), the payload's device
+        # columns made whole beside validation, the excluded entries beside the ordering of
+        # the eligible ones (Arrow lets go of it too).
         extract_records = beside.submit(lambda: [input_record(Path(p)) for p in extracts])
         ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
         records = extract_records.result()
-    validation = validate(
-        ingested.installations,
-        ingested.devices,
-        rules,
-        as_of=start,
-        links=ingested.device_links,
-    )
-    eligible, timetable = _eligible_set(validation, ingested.devices, rules, start)
+        devices = beside.submit(
+            pa.Table.combine_chunks, ingested.devices.select(list(DEVICE_FIELDS))
+        )
+        validation = validate(
+            ingested.installations,
+            ingested.devices,
+            rules,
+            as_of=start,
+            links=ingested.device_links,
+        )
+        excluded_made = beside.submit(lambda: json_text.lines(_excluded_json(validation)))
+        eligible, timetable = _eligible_set(validation, devices.result(), rules, start)
+        excluded = excluded_made.result()
     quarantine = _quarantine_json(ingested)
     ingest_summary = ingested.summary.as_dict()
     del ingested  # only what the plan's text is made of is needed now
@@ -488,12 +498,11 @@ def make_plan(
     def chunks() -> Iterator[bytes | pa.Buffer]:
         pool = ThreadPoolExecutor(PIECE_THREADS, thread_name_prefix="plan")
         try:
-            excluded = pool.submit(lambda: json_text.lines(_excluded_json(validation)))
             yield from json_text.document_chunks(
                 head,
                 {
                     "eligible": _entries_in_order(eligible, pool),
-                    "excluded": (future.result() for future in [excluded]),
+                    "excluded": [excluded],
                     "quarantine": quarantine,
                 },
             )
