@@ -334,6 +334,17 @@ def test_a_column_left_empty_is_read_as_empty(tmp_path: Path) -> None:
     assert rows == [{"mpxn number": "1", "device id": "D1", "notes": None}]
 
 
+def refusal_of_used_column(path: Path, column: str) -> InputError:
+    """The error of reading `path` with `column` among the columns the mapping uses: it must
+    name the file and the column."""
+    reader = ParquetReader(path, [*REQUIRED, column])
+    with pytest.raises(InputError) as caught:
+        list(reader.batches())
+    assert caught.value.path == str(path)
+    assert caught.value.column == column
+    return caught.value
+
+
 def test_a_used_column_whose_type_has_no_text_is_refused_naming_it(tmp_path: Path) -> None:
     path = write(
         tmp_path / "nested.parquet",
@@ -343,14 +354,7 @@ def test_a_used_column_whose_type_has_no_text_is_refused_naming_it(tmp_path: Pat
             "history": pa.array([[1, 2]]),
         },
     )
-    reader = ParquetReader(path, [*REQUIRED, "history"])
-
-    with pytest.raises(InputError) as caught:
-        list(reader.batches())
-
-    assert caught.value.path == str(path)
-    assert caught.value.column == "history"
-    assert "unsupported column type" in caught.value.problem
+    assert "unsupported column type" in refusal_of_used_column(path, "history").problem
 
 
 def binary_file(tmp_path: Path) -> Path:
@@ -372,15 +376,8 @@ def test_an_unused_binary_column_that_is_not_text_is_kept_as_hex(tmp_path: Path)
 
 
 def test_a_used_binary_column_that_is_not_text_is_refused_naming_it(tmp_path: Path) -> None:
-    path = binary_file(tmp_path)
-    reader = ParquetReader(path, [*REQUIRED, "row key"])
-
-    with pytest.raises(InputError) as caught:
-        list(reader.batches())
-
-    assert caught.value.path == str(path)
-    assert caught.value.column == "row key"
-    assert "bytes that are not text" in caught.value.problem
+    refusal = refusal_of_used_column(binary_file(tmp_path), "row key")
+    assert "bytes that are not text" in refusal.problem
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
