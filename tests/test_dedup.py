@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from migrate.dedup import find_duplicates, row_hashes, row_text
 
@@ -41,3 +43,22 @@ def test_repeated_marks_every_copy_and_never_a_null() -> None:
 
     values = pa.chunked_array([pa.array(["a", None, "b"]), pa.array(["a", None, "c", "b"])])
     assert repeated(values).tolist() == [True, False, True, True, False, False, True]
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "dd", "e" * 40]), max_size=60),
+    st.integers(min_value=1, max_value=2**64 - 1),
+)
+def test_duplicates_are_the_later_copies_of_equal_texts_whatever_the_hashes(
+    values: list[str], modulus: int
+) -> None:
+    """Real hashes, and hashes folded onto a few values (collisions everywhere) or spread by
+    their high bits only (the table of flags sees them all alike): the same answer."""
+    texts = pa.chunked_array([pa.array(values[:7], pa.string()), pa.array(values[7:], pa.string())])
+    hashes = row_hashes(pa.array(values, pa.string()))
+    earliest: dict[str, int] = {}
+    expected = [(n, earliest.setdefault(v, n)) for n, v in enumerate(values)]
+    expected = [(n, first) for n, first in expected if n != first]
+    for nominated in (hashes, hashes % np.uint64(modulus), hashes << np.uint64(40)):
+        duplicate, original = find_duplicates(nominated, texts)
+        assert list(zip(duplicate.tolist(), original.tolist(), strict=True)) == expected
