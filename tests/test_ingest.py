@@ -275,18 +275,27 @@ def test_an_edmi_date_cell_with_a_time_of_day_is_its_date(tmp_path: Path) -> Non
 
 
 def test_a_warehouse_timestamp_with_a_time_of_day_is_its_date(tmp_path: Path) -> None:
-    # The Parquet reader writes a timestamp with a time as 2016-09-28T14:30:00: still a date.
-    when = [dt.datetime(2016, 9, 28, 14, 30), dt.datetime(2016, 9, 29)]
+    # The Parquet reader writes a timestamp with a time as 2016-09-28T14:30:00, and with its
+    # fraction of a second where it has one (2016-09-30T08:15:00.250): still a date.
+    when = [
+        dt.datetime(2016, 9, 28, 14, 30),
+        dt.datetime(2016, 9, 29),
+        dt.datetime(2016, 9, 30, 8, 15, 0, 250_000),
+    ]
     table = pa.table(
         {
-            "mpxn number": ["1538401916143", "1538401916143"],
-            "device id": ["00-DB-12-65-F5-3E-94-21", "00-DB-12-E5-02-11-67-0E"],
-            "firmware version": ["2.5.0", "2.03"],
-            "manufacturer": ["Secure", "Secure"],
-            "type": ["CHF", "ESME"],
-            "device status": ["Commissioned", "Commissioned"],
+            "mpxn number": ["1538401916143"] * 3,
+            "device id": [
+                "00-DB-12-65-F5-3E-94-21",
+                "00-DB-12-E5-02-11-67-0E",
+                "00-DB-12-E5-02-11-67-0F",
+            ],
+            "firmware version": ["2.5.0", "2.03", "1.0"],
+            "manufacturer": ["Secure"] * 3,
+            "type": ["CHF", "ESME", "IHD"],
+            "device status": ["Commissioned"] * 3,
             "commisioned date": pa.array(when, pa.timestamp("ms")),
-            "site": ["SEC1", "SEC1"],
+            "site": ["SEC1"] * 3,
         }
     )
     path = tmp_path / "warehouse.parquet"
@@ -296,7 +305,7 @@ def test_a_warehouse_timestamp_with_a_time_of_day_is_its_date(tmp_path: Path) ->
 
     assert result.quarantine.num_rows == 0
     dates = result.devices.column("commissioned_date").to_pylist()
-    assert dates == [dt.date(2016, 9, 28), dt.date(2016, 9, 29)]
+    assert dates == [dt.date(2016, 9, 28), dt.date(2016, 9, 29), dt.date(2016, 9, 30)]
 
 
 def test_installation_mpxn_comes_from_its_meter_before_its_hub(

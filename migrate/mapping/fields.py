@@ -15,7 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate import identifiers
-from migrate.mapping.spec import DATE_DIRECTIVES, DATE_FIELDS, ENUM_FIELDS, FieldSpec, FirmwareSpec
+from migrate.mapping.spec import (
+    DATE_DIRECTIVES,
+    DATE_FIELDS,
+    ENUM_FIELDS,
+    FRACTION_DIGITS,
+    FieldSpec,
+    FirmwareSpec,
+)
 from migrate.model import RowReason
 from migrate.string_bytes import byte_lengths, byte_matrix
 
@@ -89,8 +96,11 @@ def _date_regex(fmt: str) -> str:
             touching = (index > 1 and not parts[index - 1]) or (
                 index + 2 < len(parts) and not parts[index + 1]
             )
-            lower = 1 if code in "mdHMS" and not touching else width
-            pattern.append(f"(?P<{code}>\\d{{{lower},{width}}})")
+            if code == "f" and not touching:
+                lower, upper = 1, FRACTION_DIGITS
+            else:
+                lower, upper = (1 if code in "mdHMS" and not touching else width), width
+            pattern.append(f"(?P<{code}>\\d{{{lower},{upper}}})")
         else:
             pattern.append(re.escape(part))
     return "^" + "".join(pattern) + "$"

@@ -122,7 +122,11 @@ class FieldSpec(Strict):
 
 
 # The directives a date format may use, each a run of digits: strict and vectorisable.
-DATE_DIRECTIVES = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+# Each directive's digits, zero-padded. %f is a fraction of a second, read and dropped: six
+# digits padded (microseconds, as Python writes it), one to nine where a separator or the end
+# follows it (a warehouse's milli- or nanoseconds).
+DATE_DIRECTIVES = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "f": 6}
+FRACTION_DIGITS = 9
 
 
 def _check_fields(

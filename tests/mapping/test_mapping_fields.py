@@ -73,6 +73,37 @@ MOMENTS = st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2099, 12, 31, 23, 59
 
 
 @settings(max_examples=200, deadline=None)
+@given(MOMENTS)
+def test_a_fraction_of_a_second_is_read_and_dropped(moment: dt.datetime) -> None:
+    """Milli-, micro- and nanoseconds (as a warehouse's timestamps are written) after a
+    separator; six digits where it touches another directive."""
+    micro = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    written = [micro[:-3], micro, micro + "789", moment.strftime("%Y%m%d%H%M%S%f")]
+    formats = ["%Y-%m-%dT%H:%M:%S.%f", "%Y%m%d%H%M%S%f"]
+    assert _dates(written, formats) == ([moment.date()] * 4, [None] * 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2016-05-12T10:30:00.",
+        "2016-05-12T10:30:00.1234567890",
+        "2016-05-12T10:30:00.12a",
+        "2016-02-30T10:30:00.5",
+    ],
+)
+def test_a_fraction_of_a_second_holds_one_to_nine_digits_of_a_real_date(text: str) -> None:
+    assert _dates([text], ["%Y-%m-%dT%H:%M:%S.%f"]) == ([None], ["INVALID_DATE"])
+
+
+def test_digits_run_together_with_a_fraction_take_its_six() -> None:
+    assert _dates(["20160512103000123", "201605121030001234567"], ["%Y%m%d%H%M%S%f"]) == (
+        [None, None],
+        ["INVALID_DATE", "INVALID_DATE"],
+    )
+
+
+@settings(max_examples=200, deadline=None)
 @given(MOMENTS, st.sampled_from(["%Y%m%d", "%d%m%Y", "%m%d%Y", "%Y%m%d%H%M%S"]))
 def test_digits_run_together_must_be_zero_padded(moment: dt.datetime, fmt: str) -> None:
     """Without a separator, 2016111 could be 1 November or 11 January: never guessed."""
