@@ -372,6 +372,15 @@ def _print_none_eligible(result: StageResult, nothing_to: str) -> None:
     )
 
 
+def _stage_json(result: StageResult) -> str:
+    """The staging's counts; `batch` is null where no batch was made (a plan without
+    eligible installations), so that a script never goes on to commit one that is not."""
+    fields = dataclasses.asdict(result)
+    if result.requests == 0:
+        fields["batch"] = None
+    return json.dumps(fields, sort_keys=True)
+
+
 @app.command()
 def stage(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan from `migrate plan`.")],
@@ -390,7 +399,7 @@ def stage(
     except MigrateError as error:
         _fail(error)
     if json_output:
-        print(json.dumps(dataclasses.asdict(result), sort_keys=True))
+        print(_stage_json(result))
     elif result.requests == 0:
         _print_none_eligible(result, "stage")
     elif result.staged == 0:
@@ -666,7 +675,7 @@ def apply(
         _fail(error)
     if run.committed is None:
         if json_output:
-            print(json.dumps(dataclasses.asdict(run.staged), sort_keys=True))
+            print(_stage_json(run.staged))
         else:
             _print_none_eligible(run.staged, "stage or send")
         raise typer.Exit(EXIT_CLEAN)

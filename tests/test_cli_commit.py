@@ -131,7 +131,7 @@ def test_apply_of_a_plan_with_no_eligible_installations_says_so_and_sends_nothin
         "shows why each was excluded), so no batch ioc-w1 was made"
     )
     code, document = invoke(*args, "--json")
-    assert code == 0 and (document["batch"], document["requests"]) == ("ioc-w1", 0)
+    assert code == 0 and (document["batch"], document["requests"]) == (None, 0)
     assert runner.invoke(app, ["status", "--batch", "ioc-w1"]).exit_code == EXIT_USAGE
 
 

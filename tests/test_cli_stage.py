@@ -130,6 +130,10 @@ def test_a_plan_with_no_eligible_installations_says_so_and_makes_no_batch(staged
             "nothing to stage: the plan has no eligible installations (`migrate report` shows "
             "why each was excluded), so no batch ioc-w1 was made"
         )
+    result = runner.invoke(app, ["stage", "none.json", "--batch", "ioc-w1", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert (counts["batch"], counts["requests"], counts["staged"]) == (None, 0, 0)
     status = runner.invoke(app, ["status", "--batch", "ioc-w1"])
     assert status.exit_code == EXIT_USAGE and "no batch 'ioc-w1' in the store" in status.stderr
     verified = runner.invoke(app, ["audit", "verify"])
