@@ -307,15 +307,35 @@ class DelimitedReader:
             if self._quoted:
                 self._note_line_breaks(batch, ordinals)
             if held is not None:
-                yield from self._kept(*held, last=False)
+                # Rows at the end of a batch that may be trailers go on with the next one:
+                # a file's trailer records may be split between two batches.
+                settled = self._settled(held[0])
+                yield from self._kept(held[0].slice(0, settled), held[1][:settled], last=False)
+                if settled < held[0].num_rows:
+                    batch = pa.concat_batches([held[0].slice(settled), batch])
+                    ordinals = np.concatenate([held[1][settled:], ordinals])
             held = (batch, ordinals)
         if held is not None:
             yield from self._kept(*held, last=True)
 
+    def _settled(self, batch: pa.RecordBatch) -> int:
+        """The batch's rows before the run that ends it of rows that may be trailers (the
+        pattern on the first field, or that field blank)."""
+        if self._trailer is None:
+            return batch.num_rows
+        first = batch.column(0)
+        maybe = pc.or_(
+            pc.match_substring_regex(first, self._trailer.pattern),
+            pc.equal(pc.binary_length(first), 0),
+        ).to_numpy(zero_copy_only=False)
+        return int(np.flatnonzero(~maybe)[-1]) + 1 if not maybe.all() else 0
+
     def _kept(
         self, batch: pa.RecordBatch, ordinals: np.ndarray, *, last: bool
     ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        keep = self._data_rows(batch, last=last)
+        if not batch.num_rows:
+            return
+        keep = self._data_rows(batch, ordinals, last=last)
         if keep is not None:
             batch = batch.filter(keep)
             ordinals = ordinals[keep.to_numpy(zero_copy_only=False)]
@@ -391,10 +411,13 @@ class DelimitedReader:
             spans = np.flatnonzero(extra)
             self._multiline.append((ordinals[spans], extra[spans].astype(np.int64)))
 
-    def _data_rows(self, batch: pa.RecordBatch, *, last: bool) -> pa.BooleanArray | None:
+    def _data_rows(
+        self, batch: pa.RecordBatch, ordinals: np.ndarray, *, last: bool
+    ) -> pa.BooleanArray | None:
         """Drop blank lines and a trailer that happens to have the header's width. A trailer
         ends the file: a row that matches the pattern with data after it is data (a site
-        called EOF-7 is not a trailer), so only the last batch's tail is looked at."""
+        called EOF-7 is not a trailer), so only the last batch's tail is looked at, and in it
+        only the rows after the last data row the parser skipped."""
         # A blank line leaves every field empty: look at the others only where the first is.
         blank = pc.equal(pc.binary_length(batch.column(0)), 0)
         if pc.any(blank).as_py():
@@ -409,6 +432,7 @@ class DelimitedReader:
             body = np.flatnonzero(~matches & ~blank.to_numpy(zero_copy_only=False))
             tail = body[-1] + 1 if len(body) else 0
             trailer = matches & (np.arange(batch.num_rows) >= tail)
+            trailer &= ordinals >= self._emitted_before_skipped_data()
             n_trailer = int(trailer.sum())
             drop = pc.or_(drop, pa.array(trailer))
         if not n_blank and not n_trailer:
@@ -416,6 +440,18 @@ class DelimitedReader:
         self.account.blank_rows += n_blank
         self.account.trailer_rows += n_trailer
         return pc.invert(drop)
+
+    def _emitted_before_skipped_data(self) -> int:
+        """The records emitted before the last record the parser skipped that is data (not
+        blank, not like a trailer): no record before it can be a trailer."""
+        first_data_line = self._header_index + 2
+        for index in reversed(range(len(self._unreadable_text))):
+            if self._trailer_like[index] or not self._unreadable_text[index].strip(_NOT_TEXT):
+                continue
+            number = self._unreadable_number[index]
+            # Unnumbered, it cannot be placed: the batch's own rows decide, as before.
+            return 0 if number is None else number - first_data_line - index
+        return 0
 
     def _locate_unreadable(self) -> None:
         """Place the rows the parser skipped; only runs when there were some.

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reader_checks import read_all
 
 from migrate.errors import InputError
@@ -487,6 +489,77 @@ def test_a_short_row_looking_like_a_trailer_is_a_trailer_only_at_the_end(
     assert numbers == [2, 4, 5]
     assert [(u.row, u.cells) for u in reader.account.unreadable] == [(3, ("EOF-7", "b"))]
     assert reader.account.trailer_rows == 2
+
+
+@pytest.mark.parametrize("block_bytes", [None, 24], ids=["one-batch", "many-batches"])
+def test_a_full_width_row_looking_like_a_trailer_before_a_ragged_row_is_data(
+    tmp_path: Path, block_bytes: int | None
+) -> None:
+    # The ragged row after it is data (it is no trailer's), so "EOF-7,b,EDMI" does not end
+    # the file: a site's row, not a trailer.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", "EOF-7,b,EDMI", "4,d"]
+    reader, rows, numbers = read_eof_trailed(tmp_path, lines, block_bytes)
+
+    assert [row["MPAN"] for row in rows] == ["1", "EOF-7"]
+    assert numbers == [2, 3]
+    assert [(u.row, u.cells) for u in reader.account.unreadable] == [(4, ("4", "d"))]
+    assert reader.account.trailer_rows == 0
+
+
+@pytest.mark.parametrize("block_bytes", [None, *range(20, 64, 4)])
+@pytest.mark.parametrize(
+    "trailers",
+    [["EOF,1,x", "EOF,2,y"], ["EOF,1", "EOF,2,y"], ["EOF,1,x", "EOF,2"], ["EOF,1,x", "", "EOF"]],
+    ids=["full-full", "short-full", "full-short", "full-blank-bare"],
+)
+def test_trailer_rows_are_trailers_wherever_the_batches_split_them(
+    tmp_path: Path, block_bytes: int | None, trailers: list[str]
+) -> None:
+    # A file may end in several trailer records; a batch may end between them.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", "2,b,EDMI", "3,c,EDMI", *trailers]
+    reader, rows, numbers = read_eof_trailed(tmp_path, lines, block_bytes)
+
+    assert [row["MPAN"] for row in rows] == ["1", "2", "3"]
+    assert numbers == [2, 3, 4]
+    assert reader.account.unreadable == []
+    assert reader.account.trailer_rows == sum(1 for line in trailers if line)
+
+
+# Lines of a file read with the trailer pattern ^EOF: data rows (some of a site called EOF-n),
+# rows with a field too few or too many, blank lines and trailer records of any width.
+EXTRACT_LINES = st.sampled_from(
+    ["1,a,EDMI", "22,bb,L+G", "EOF-7,c,EDMI", "4,d", "5,e,EDMI,x", "EOF-8,f", "", "EOF", "EOF,2,"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(EXTRACT_LINES, max_size=12),
+    st.lists(st.sampled_from(["EOF", "EOF,9", "EOF,9,", ""]), max_size=3),
+    st.sampled_from([None, 20, 24, 28, 32, 40, 48]),
+)
+def test_only_the_records_that_end_the_file_are_trailers(
+    tmp_path_factory: pytest.TempPathFactory,
+    body: list[str],
+    end: list[str],
+    block_bytes: int | None,
+) -> None:
+    """Whatever the batches: a record like a trailer is one only if nothing but trailers
+    and blank lines follows it; before that, it is a row like any other."""
+    lines = ["MPAN,Serial,Make", *body, *end]
+    closing = len(lines)  # the trailing run of blank lines and trailer-like records
+    while closing > 1 and (not lines[closing - 1] or lines[closing - 1].startswith("EOF")):
+        closing -= 1
+    numbered = list(enumerate(lines, start=1))[1:]
+    data = [n for n, line in numbered if line and n <= closing and line.count(",") == 2]
+    ragged = [n for n, line in numbered if line and n <= closing and line.count(",") != 2]
+
+    reader, _, numbers = read_eof_trailed(tmp_path_factory.mktemp("eof"), lines, block_bytes)
+
+    assert numbers == data
+    assert [u.row for u in reader.account.unreadable] == ragged
+    assert reader.account.trailer_rows == sum(1 for line in lines[closing:] if line)
+    assert reader.account.blank_rows == sum(1 for line in lines if not line)
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
