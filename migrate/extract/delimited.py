@@ -286,9 +286,11 @@ class DelimitedReader:
         reader = self._open(stream)
         if reader is None:
             return
-        # One batch is held back until the next is read: only the file's last batch may end
-        # in a trailer, and only the reader knows which batch is the last.
-        held: tuple[pa.RecordBatch, np.ndarray] | None = None
+        # Batches are held back until the next is read: only the rows that end the file may
+        # be trailers, and only the reader knows which batch is the last. Held: the last batch
+        # read, after any runs of rows before it that may all be trailers (a file's trailer
+        # records may be split between batches). Rows with data after them are passed on.
+        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -306,29 +308,34 @@ class DelimitedReader:
             self._emitted += batch.num_rows
             if self._quoted:
                 self._note_line_breaks(batch, ordinals)
-            if held is not None:
-                # Rows at the end of a batch that may be trailers go on with the next one:
-                # a file's trailer records may be split between two batches.
-                settled = self._settled(held[0])
-                yield from self._kept(held[0].slice(0, settled), held[1][:settled], last=False)
-                if settled < held[0].num_rows:
-                    batch = pa.concat_batches([held[0].slice(settled), batch])
-                    ordinals = np.concatenate([held[1][settled:], ordinals])
-            held = (batch, ordinals)
-        if held is not None:
-            yield from self._kept(*held, last=True)
+            if held and (settled := self._settled(held[-1][0])):
+                *before, (newest, numbers) = held
+                for part in before:
+                    yield from self._kept(*part, last=False)
+                yield from self._kept(newest.slice(0, settled), numbers[:settled], last=False)
+                held = [(newest.slice(settled), numbers[settled:])]
+            held.append((batch, ordinals))
+        # The runs held before the last batch end the file if the last batch holds nothing
+        # but such rows too; otherwise data follows them.
+        ends_in_data = bool(held) and self._settled(held[-1][0]) > 0
+        for index, part in enumerate(held):
+            yield from self._kept(*part, last=index == len(held) - 1 or not ends_in_data)
 
     def _settled(self, batch: pa.RecordBatch) -> int:
-        """The batch's rows before the run that ends it of rows that may be trailers (the
-        pattern on the first field, or that field blank)."""
-        if self._trailer is None:
+        """The batch's rows up to its last one that cannot be a trailer (neither blank nor
+        with the pattern on its first field): the rows after it may end the file."""
+        if self._trailer is None or not batch.num_rows:
+            return batch.num_rows
+        last = [column[-1].as_py() for column in batch.columns]
+        if not self._trailer.search(last[0]) and any(last):  # the usual case, row by row
             return batch.num_rows
         first = batch.column(0)
-        maybe = pc.or_(
-            pc.match_substring_regex(first, self._trailer.pattern),
-            pc.equal(pc.binary_length(first), 0),
-        ).to_numpy(zero_copy_only=False)
-        return int(np.flatnonzero(~maybe)[-1]) + 1 if not maybe.all() else 0
+        blank = pc.equal(pc.binary_length(first), 0)
+        for column in batch.columns[1:]:
+            blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+        maybe = pc.or_(pc.match_substring_regex(first, self._trailer.pattern), blank)
+        data = np.flatnonzero(~maybe.to_numpy(zero_copy_only=False))
+        return int(data[-1]) + 1 if len(data) else 0
 
     def _kept(
         self, batch: pa.RecordBatch, ordinals: np.ndarray, *, last: bool

@@ -4,6 +4,7 @@ ragged and blank rows, and the row numbers a person finds in the file."""
 from __future__ import annotations
 
 import codecs
+import csv
 import gc
 from pathlib import Path
 
@@ -525,41 +526,68 @@ def test_trailer_rows_are_trailers_wherever_the_batches_split_them(
     assert reader.account.trailer_rows == sum(1 for line in trailers if line)
 
 
-# Lines of a file read with the trailer pattern ^EOF: data rows (some of a site called EOF-n),
-# rows with a field too few or too many, blank lines and trailer records of any width.
-EXTRACT_LINES = st.sampled_from(
-    ["1,a,EDMI", "22,bb,L+G", "EOF-7,c,EDMI", "4,d", "5,e,EDMI,x", "EOF-8,f", "", "EOF", "EOF,2,"]
-)
+# Records of a file read with the trailer pattern ^EOF: data rows (one of a site called EOF-7,
+# one with a quoted line break), rows with a field too few or too many, blank lines (empty,
+# spaces, every field empty) and trailer records of any width.
+DATA_RECORDS = ["1,a,EDMI", "EOF-7,c,EDMI", '"q\nx",b,EDMI', "4,d", "5,e,EDMI,x", "EOF-8,f"]
+EXTRACT_RECORDS = st.sampled_from([*DATA_RECORDS, "", "   ", ",,", "EOF", "EOF,2,"])
 
 
-@settings(max_examples=150, deadline=None)
+def _blank(record: str) -> bool:
+    return not record.strip() or record == ",,"
+
+
+@settings(max_examples=200, deadline=None)
 @given(
-    st.lists(EXTRACT_LINES, max_size=12),
-    st.lists(st.sampled_from(["EOF", "EOF,9", "EOF,9,", ""]), max_size=3),
+    st.lists(EXTRACT_RECORDS, max_size=12),
+    st.lists(st.sampled_from(["EOF", "EOF,9", "EOF,9,", "", "   "]), max_size=3),
     st.sampled_from([None, 20, 24, 28, 32, 40, 48]),
+    st.sampled_from(["utf-8", "utf-16", "cp1252"]),
 )
 def test_only_the_records_that_end_the_file_are_trailers(
     tmp_path_factory: pytest.TempPathFactory,
     body: list[str],
     end: list[str],
     block_bytes: int | None,
+    encoding: str,
 ) -> None:
     """Whatever the batches: a record like a trailer is one only if nothing but trailers
     and blank lines follows it; before that, it is a row like any other."""
-    lines = ["MPAN,Serial,Make", *body, *end]
-    closing = len(lines)  # the trailing run of blank lines and trailer-like records
-    while closing > 1 and (not lines[closing - 1] or lines[closing - 1].startswith("EOF")):
+    records = ["MPAN,Serial,Make", *body, *end]
+    closing = len(records)  # the records before the run of trailers and blank lines at the end
+    while closing > 1 and (_blank(records[closing - 1]) or records[closing - 1][:3] == "EOF"):
         closing -= 1
-    numbered = list(enumerate(lines, start=1))[1:]
-    data = [n for n, line in numbered if line and n <= closing and line.count(",") == 2]
-    ragged = [n for n, line in numbered if line and n <= closing and line.count(",") != 2]
+    lines = [1]  # each record's first line
+    for record in records[:-1]:
+        lines.append(lines[-1] + record.count("\n") + 1)
+    read = [
+        (line, len(next(csv.reader([record]))) == 3)
+        for line, record in list(zip(lines, records, strict=True))[1:closing]
+        if not _blank(record)
+    ]
+    path = write(tmp_path_factory.mktemp("eof") / "trailer.csv", records, encoding=encoding)
+    options = {} if block_bytes is None else {"block_bytes": block_bytes}
 
-    reader, _, numbers = read_eof_trailed(tmp_path_factory.mktemp("eof"), lines, block_bytes)
+    reader = DelimitedReader(path, REQUIRED, trailer=r"^EOF", encoding=encoding, **options)
+    _, numbers = read_all(reader)
 
-    assert numbers == data
-    assert [u.row for u in reader.account.unreadable] == ragged
-    assert reader.account.trailer_rows == sum(1 for line in lines[closing:] if line)
-    assert reader.account.blank_rows == sum(1 for line in lines if not line)
+    assert numbers == [line for line, full in read if full]
+    assert [u.row for u in reader.account.unreadable] == [line for line, full in read if not full]
+    assert reader.account.trailer_rows == sum(not _blank(r) for r in records[closing:])
+    assert reader.account.blank_rows == sum(_blank(r) for r in records)
+
+
+def test_rows_with_their_first_field_blank_are_read_batch_by_batch(tmp_path: Path) -> None:
+    # Only rows that may be trailers (blank, or the pattern on the first field) wait to see
+    # whether the file ends after them; a row with data in its other fields does not.
+    lines = ["Note,MPAN,Serial", *(f",{n},S{n}" for n in range(2000)), "EOF,,"]
+    path = write(tmp_path / "notes.csv", lines)
+
+    reader = DelimitedReader(path, ["MPAN"], trailer=r"^EOF", block_bytes=1024)
+    sizes = [batch.num_rows for batch, _ in reader.batches()]
+
+    assert sum(sizes) == 2000 and len(sizes) > 20 and max(sizes) < 200
+    assert reader.account.trailer_rows == 1
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
