@@ -85,7 +85,8 @@ def _date_regex(fmt: str) -> str:
     """A strict regex with one named group per directive: digits of the directive's width,
     or fewer (1/2/2016) only where a separator ends them. Directives written against each
     other (%Y%m%d) take their full width: 2016111 could be 1 November or 11 January, and a
-    date is never guessed."""
+    date is never guessed. A fraction of a second (%f) takes one to nine digits unless
+    another directive follows it."""
     parts = re.split(r"(%[A-Za-z])", fmt)
     pattern = []
     for index, part in enumerate(parts):
@@ -93,10 +94,11 @@ def _date_regex(fmt: str) -> str:
             code = part[1]
             width = DATE_DIRECTIVES[code]
             # Between two directives re.split leaves an empty separator.
-            touching = (index > 1 and not parts[index - 1]) or (
-                index + 2 < len(parts) and not parts[index + 1]
-            )
-            if code == "f" and not touching:
+            touches_next = index + 2 < len(parts) and not parts[index + 1]
+            touching = (index > 1 and not parts[index - 1]) or touches_next
+            if code == "f" and not touches_next:
+                # A fraction ends where the digits do: the directive before it, if it
+                # touches it, keeps its full width.
                 lower, upper = 1, FRACTION_DIGITS
             else:
                 lower, upper = (1 if code in "mdHMS" and not touching else width), width

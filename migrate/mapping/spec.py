@@ -121,10 +121,9 @@ class FieldSpec(Strict):
         return self
 
 
-# The directives a date format may use, each a run of digits: strict and vectorisable.
-# Each directive's digits, zero-padded. %f is a fraction of a second, read and dropped: six
-# digits padded (microseconds, as Python writes it), one to nine where a separator or the end
-# follows it (a warehouse's milli- or nanoseconds).
+# The directives a date format may use, each a run of digits (strict and vectorisable), and
+# its width zero-padded. %f, a fraction of a second, is read and dropped: one to nine digits
+# (a warehouse's milli-, micro- or nanoseconds), six where another directive follows it.
 DATE_DIRECTIVES = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "f": 6}
 FRACTION_DIGITS = 9
 

@@ -96,10 +96,12 @@ def test_a_fraction_of_a_second_holds_one_to_nine_digits_of_a_real_date(text: st
     assert _dates([text], ["%Y-%m-%dT%H:%M:%S.%f"]) == ([None], ["INVALID_DATE"])
 
 
-def test_digits_run_together_with_a_fraction_take_its_six() -> None:
-    assert _dates(["20160512103000123", "201605121030001234567"], ["%Y%m%d%H%M%S%f"]) == (
-        [None, None],
-        ["INVALID_DATE", "INVALID_DATE"],
+def test_a_fraction_after_digits_run_together_ends_where_the_digits_do() -> None:
+    """%S before it keeps its two digits, so the fraction is what follows them."""
+    written = ["20160512103000123", "20160512103000123456789", "201605121030001234567890"]
+    assert _dates([*written, "2016051210300"], ["%Y%m%d%H%M%S%f"]) == (
+        [dt.date(2016, 5, 12), dt.date(2016, 5, 12), None, None],
+        [None, None, "INVALID_DATE", "INVALID_DATE"],
     )
 
 
