@@ -198,7 +198,7 @@ def rehearse(
             step.extract: {
                 "ingest": step.ingest.summary.as_dict(),
                 "plan": step.plan.summary.as_dict() if step.plan else None,
-                "stage": dataclasses.asdict(step.stage) if step.stage else None,
+                "stage": _stage_fields(step.stage) if step.stage else None,
                 "commit": dataclasses.asdict(step.commit) if step.commit else None,
                 "reconcile": step.reconcile.report.head["totals"] if step.reconcile else None,
             }
@@ -372,13 +372,14 @@ def _print_none_eligible(result: StageResult, nothing_to: str) -> None:
     )
 
 
-def _stage_json(result: StageResult) -> str:
-    """The staging's counts; `batch` is null where no batch was made (a plan without
-    eligible installations), so that a script never goes on to commit one that is not."""
+def _stage_fields(result: StageResult) -> dict[str, object]:
+    """The staging's counts, for --json; `batch` is null where no batch was made (a plan
+    without eligible installations), so that a script never goes on to commit one that is
+    not there."""
     fields = dataclasses.asdict(result)
     if result.requests == 0:
         fields["batch"] = None
-    return json.dumps(fields, sort_keys=True)
+    return fields
 
 
 @app.command()
@@ -399,7 +400,7 @@ def stage(
     except MigrateError as error:
         _fail(error)
     if json_output:
-        print(_stage_json(result))
+        print(json.dumps(_stage_fields(result), sort_keys=True))
     elif result.requests == 0:
         _print_none_eligible(result, "stage")
     elif result.staged == 0:
@@ -675,7 +676,7 @@ def apply(
         _fail(error)
     if run.committed is None:
         if json_output:
-            print(_stage_json(run.staged))
+            print(json.dumps(_stage_fields(run.staged), sort_keys=True))
         else:
             _print_none_eligible(run.staged, "stage or send")
         raise typer.Exit(EXIT_CLEAN)

@@ -135,6 +135,12 @@ def test_a_rehearsal_cohort_with_no_eligible_installations_is_neither_committed_
     assert "so no batch rehearsal-ioc was made" in " ".join(result.stdout.split())
     assert "audit log: 0 records, verifies" in result.stdout
     assert not (out / "ioc" / "reconciliation").exists()
+    result = runner.invoke(
+        app, ["rehearse", "--examples", str(folder), "--out", str(tmp_path / "j"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["extracts"]["secure_moc_installations.csv"]
+    assert (run["stage"]["batch"], run["stage"]["requests"], run["commit"]) == (None, 0, None)
 
 
 def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) -> None:
