@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrate.dedup import find_duplicates, row_hashes, row_text
@@ -45,6 +45,7 @@ def test_repeated_marks_every_copy_and_never_a_null() -> None:
     assert repeated(values).tolist() == [True, False, True, True, False, False, True]
 
 
+@settings(deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "c", "dd", "e" * 40]), max_size=60),
     st.integers(min_value=1, max_value=2**64 - 1),
