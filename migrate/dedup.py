@@ -79,6 +79,7 @@ def _shared(hashes: np.ndarray) -> np.ndarray:
     over them took a quarter (and more on a VM, where its growing table's fresh pages come
     dear). The few repeated values then mark a table of flags by their low bits; only the
     positions a flag lets through are looked up among them exactly."""
+    hashes = hashes.astype(np.uint64, copy=False)  # the flags' index is its low bits
     ordered = np.sort(hashes)
     repeats = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if not len(repeats):

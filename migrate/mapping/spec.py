@@ -110,8 +110,11 @@ class FieldSpec(Strict):
                     f"date format {fmt!r} uses {', '.join('%' + u for u in sorted(unknown))}; "
                     f"supported: {', '.join('%' + d for d in DATE_DIRECTIVES)}"
                 )
-            if not {"Y", "m", "d"} <= set(re.findall(r"%(.)", fmt)):
+            used = set(re.findall(r"%(.)", fmt))
+            if not {"Y", "m", "d"} <= used:
                 raise ValueError(f"date format {fmt!r} must have %Y, %m and %d")
+            if "f" in used and "S" not in used:
+                raise ValueError(f"date format {fmt!r}: %f, a fraction of a second, needs %S")
         return value
 
     @model_validator(mode="after")

@@ -138,6 +138,12 @@ def test_a_minimal_mapping_loads(tmp_path: Path) -> None:
             "uses %b",
         ),
         (
+            GOOD.format(name="vendor")
+            + "    commissioned_date: {column: D, date_format: '%Y-%m-%d.%f'}\n",
+            "device.fields.commissioned_date.date_format",
+            "%f, a fraction of a second, needs %S",
+        ),
+        (
             GOOD.format(name="vendor").replace(
                 "device_type: {column: Type}", "device_type: {column: Type, values: {Hub: HUB}}"
             ),
