@@ -37,6 +37,16 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 BYTE_SEARCHABLE = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "iso8859-1", "ascii", "iso8859-15"}
 
 
+def _blank_rows(batch: pa.RecordBatch) -> pa.BooleanArray:
+    """Rows of a blank line, which leaves every field empty: the other fields are looked at
+    only where the first is empty."""
+    blank = pc.equal(pc.binary_length(batch.column(0)), 0)
+    if pc.any(blank).as_py():
+        for column in batch.columns[1:]:
+            blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+    return blank
+
+
 def _has_line_break(data: pa.Buffer) -> bool:
     view = np.frombuffer(data, dtype=np.uint8)
     return bool(np.any((view == 10) | (view == 13)))
@@ -329,11 +339,8 @@ class DelimitedReader:
         last = [column[-1].as_py() for column in batch.columns]
         if not self._trailer.search(last[0]) and any(last):  # the usual case, row by row
             return batch.num_rows
-        first = batch.column(0)
-        blank = pc.equal(pc.binary_length(first), 0)
-        for column in batch.columns[1:]:
-            blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
-        maybe = pc.or_(pc.match_substring_regex(first, self._trailer.pattern), blank)
+        matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
+        maybe = pc.or_(matches, _blank_rows(batch))
         data = np.flatnonzero(~maybe.to_numpy(zero_copy_only=False))
         return int(data[-1]) + 1 if len(data) else 0
 
@@ -425,11 +432,7 @@ class DelimitedReader:
         ends the file: a row that matches the pattern with data after it is data (a site
         called EOF-7 is not a trailer), so only the last batch's tail is looked at, and in it
         only the rows after the last data row the parser skipped."""
-        # A blank line leaves every field empty: look at the others only where the first is.
-        blank = pc.equal(pc.binary_length(batch.column(0)), 0)
-        if pc.any(blank).as_py():
-            for column in batch.columns[1:]:
-                blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+        blank = _blank_rows(batch)
         drop = blank
         n_blank = pc.sum(blank).as_py() or 0
         n_trailer = 0

@@ -104,13 +104,13 @@ class FieldSpec(Strict):
     @classmethod
     def _known_directives(cls, value: list[str] | None) -> list[str] | None:
         for fmt in value or []:
-            unknown = set(re.findall(r"%(.)", fmt)) - set(DATE_DIRECTIVES)
+            used = set(re.findall(r"%(.)", fmt))
+            unknown = used - set(DATE_DIRECTIVES)
             if unknown:
                 raise ValueError(
                     f"date format {fmt!r} uses {', '.join('%' + u for u in sorted(unknown))}; "
                     f"supported: {', '.join('%' + d for d in DATE_DIRECTIVES)}"
                 )
-            used = set(re.findall(r"%(.)", fmt))
             if not {"Y", "m", "d"} <= used:
                 raise ValueError(f"date format {fmt!r} must have %Y, %m and %d")
             if "f" in used and "S" not in used:
