@@ -206,13 +206,13 @@ class DelimitedReader:
         self._quoted = codecs.lookup(self.encoding).name not in BYTE_SEARCHABLE or _contains(
             path, b'"'
         )
-        # Every record the parser skipped, in file order, and whether its first field looks
-        # like a trailer's: which of them are trailers is known only once the end is reached.
+        # Every record the parser skipped, in file order, and its first field (which of them
+        # are trailers is known only once the end is reached).
         self._unreadable_text: list[str] = []
+        self._unreadable_first: list[str] = []
         # Each one's record number in the file (header and title rows included), which the
         # parser knows when it parses on one thread.
         self._unreadable_number: list[int | None] = []
-        self._trailer_like: list[bool] = []
         self._emitted = 0
         self._last_kept = -1  # the ordinal of the last data record emitted
         # The lines the parser skipped: where each skipped record starts, and its lines.
@@ -268,9 +268,7 @@ class DelimitedReader:
     def _on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         self._unreadable_text.append(row.text)
         self._unreadable_number.append(row.number)
-        self._trailer_like.append(
-            self._trailer is not None and bool(self._trailer.search(self._first_field(row.text)))
-        )
+        self._unreadable_first.append(self._first_field(row.text) if self._trailer else "")
         return "skip"
 
     def _first_field(self, text: str) -> str:
@@ -336,13 +334,17 @@ class DelimitedReader:
         with the pattern on its first field): the rows after it may end the file."""
         if self._trailer is None or not batch.num_rows:
             return batch.num_rows
-        last = [column[-1].as_py() for column in batch.columns]
-        if not self._trailer.search(last[0]) and any(last):  # the usual case, row by row
+        if not self._maybe_trailers(batch.slice(batch.num_rows - 1))[0]:  # the usual case
             return batch.num_rows
-        matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
-        maybe = pc.or_(matches, _blank_rows(batch))
-        data = np.flatnonzero(~maybe.to_numpy(zero_copy_only=False))
+        data = np.flatnonzero(~self._maybe_trailers(batch))
         return int(data[-1]) + 1 if len(data) else 0
+
+    def _maybe_trailers(self, batch: pa.RecordBatch) -> np.ndarray:
+        """Rows that are blank or have the trailer pattern on their first field, matched by
+        the same engine (RE2) as the batch's data rows are."""
+        assert self._trailer is not None
+        matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
+        return pc.or_(matches, _blank_rows(batch)).to_numpy(zero_copy_only=False)
 
     def _kept(
         self, batch: pa.RecordBatch, ordinals: np.ndarray, *, last: bool
@@ -451,12 +453,21 @@ class DelimitedReader:
         self.account.trailer_rows += n_trailer
         return pc.invert(drop)
 
+    def _skipped_trailer_like(self) -> list[bool]:
+        """Whether each skipped record has the trailer pattern on its first field, asked of
+        the same engine (RE2) as the parsed rows are."""
+        if self._trailer is None or not self._unreadable_first:
+            return [False] * len(self._unreadable_first)
+        first = pa.array(self._unreadable_first, pa.string())
+        return pc.match_substring_regex(first, self._trailer.pattern).to_pylist()
+
     def _emitted_before_skipped_data(self) -> int:
         """The records emitted before the last record the parser skipped that is data (not
         blank, not like a trailer): no record before it can be a trailer."""
         first_data_line = self._header_index + 2
+        trailer_like = self._skipped_trailer_like()
         for index in reversed(range(len(self._unreadable_text))):
-            if self._trailer_like[index] or not self._unreadable_text[index].strip(_NOT_TEXT):
+            if trailer_like[index] or not self._unreadable_text[index].strip(_NOT_TEXT):
                 continue
             number = self._unreadable_number[index]
             # Unnumbered, it cannot be placed: the batch's own rows decide, as before.
@@ -487,12 +498,13 @@ class DelimitedReader:
             int(self.source_rows(np.array([self._last_kept]))[0]) if self._last_kept >= 0 else 0
         )
         blank = [not text.strip(_NOT_TEXT) for text in texts]
+        trailer_like = self._skipped_trailer_like()
         trailer = [False] * len(texts)
         for index in reversed(range(len(texts))):
             if blank[index]:
                 continue
             line = found[index]
-            if not self._trailer_like[index] or (line is not None and line <= last_data):
+            if not trailer_like[index] or (line is not None and line <= last_data):
                 break
             trailer[index] = True
         self.account.trailer_rows += sum(trailer)

@@ -63,7 +63,8 @@ class ExcelReader:
     ) -> None:
         self.path = path
         self.account = ReadAccount()
-        self._trailer = re.compile(trailer) if trailer else None
+        # ASCII classes (\b, \w, \d), as in RE2, the engine the mapping's pattern is for.
+        self._trailer = re.compile(trailer, re.ASCII) if trailer else None
         self._batch_rows = batch_rows
         try:
             workbook = CalamineWorkbook.from_path(str(path))

@@ -577,6 +577,28 @@ def test_only_the_records_that_end_the_file_are_trailers(
     assert reader.account.blank_rows == sum(_blank(r) for r in records)
 
 
+@pytest.mark.parametrize("block_bytes", range(20, 48, 4))
+@pytest.mark.parametrize("short", [[], ["EOFé"]], ids=["full-width", "and-short"])
+def test_rows_are_trailers_alike_in_one_batch_or_many(
+    tmp_path: Path, block_bytes: int, short: list[str]
+) -> None:
+    # Whether a record may be a trailer is asked of one regex engine (RE2, whose \b is
+    # ASCII's: "EOFé" matches ^EOF\b), wherever the batches end and whatever its width.
+    lines = ["MPAN,Serial,Make", "1,a,EDMI", "2,b,EDMI", "EOFé,x,y", *short, "EOF,1,2"]
+    path = write(tmp_path / "trailer.csv", lines)
+    whole = DelimitedReader(path, REQUIRED, trailer=r"^EOF\b")
+    split = DelimitedReader(path, REQUIRED, trailer=r"^EOF\b", block_bytes=block_bytes)
+
+    data = [
+        {"MPAN": "1", "Serial": "a", "Make": "EDMI"},
+        {"MPAN": "2", "Serial": "b", "Make": "EDMI"},
+    ]
+
+    assert read_all(split) == read_all(whole) == (data, [2, 3])
+    assert split.account.trailer_rows == whole.account.trailer_rows == 2 + len(short)
+    assert split.account.unreadable == whole.account.unreadable == []
+
+
 def test_rows_with_their_first_field_blank_are_read_batch_by_batch(tmp_path: Path) -> None:
     # Only rows that may be trailers (blank, or the pattern on the first field) wait to see
     # whether the file ends after them; a row with data in its other fields does not.

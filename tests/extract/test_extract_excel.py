@@ -296,6 +296,18 @@ def test_a_row_matching_the_trailer_pattern_is_data_unless_it_ends_the_sheet(
     assert reader.account.blank_rows == 1
 
 
+def test_the_trailer_pattern_has_the_meaning_it_has_in_a_text_file(tmp_path: Path) -> None:
+    # RE2's classes are ASCII's, so "EOFé" matches ^EOF\b in a CSV file: in a sheet too.
+    rows = [["Premises Ref", "Electricity MPAN"], ["P1", 1], ["EOFé", None], ["EOF", None]]
+    path = workbook(tmp_path / "eof.xlsx", {"Estate": rows})
+
+    reader = ExcelReader(path, REQUIRED, trailer=r"^EOF\b")
+    read, numbers = read_all(reader)
+
+    assert ([row["Premises Ref"] for row in read], numbers) == (["P1"], [2])
+    assert reader.account.trailer_rows == 2
+
+
 def test_row_numbers_when_the_sheet_starts_below_row_one(tmp_path: Path) -> None:
     """Nothing at all in rows 1-3 or column A: the used range starts at B4."""
     path = tmp_path / "offset.xlsx"
