@@ -194,7 +194,8 @@ class DelimitedReader:
             self._bom = handle.read(4).startswith(
                 (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
             )
-        self._trailer = re.compile(trailer) if trailer else None
+        # RE2's pattern (the mapping checked it with RE2), matched by Arrow wherever it is asked.
+        self._trailer = trailer or None
         self._block_bytes = block_bytes
         lines = _sample_lines(path, self.encoding)
         if not any(line.strip() for line in lines):
@@ -343,7 +344,7 @@ class DelimitedReader:
         """Rows that are blank or have the trailer pattern on their first field, matched by
         the same engine (RE2) as the batch's data rows are."""
         assert self._trailer is not None
-        matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
+        matches = pc.match_substring_regex(batch.column(0), self._trailer)
         return pc.or_(matches, _blank_rows(batch)).to_numpy(zero_copy_only=False)
 
     def _kept(
@@ -439,7 +440,7 @@ class DelimitedReader:
         n_blank = pc.sum(blank).as_py() or 0
         n_trailer = 0
         if self._trailer is not None and last:
-            matches = pc.match_substring_regex(batch.column(0), self._trailer.pattern)
+            matches = pc.match_substring_regex(batch.column(0), self._trailer)
             matches = pc.and_not(matches, blank).to_numpy(zero_copy_only=False)
             body = np.flatnonzero(~matches & ~blank.to_numpy(zero_copy_only=False))
             tail = body[-1] + 1 if len(body) else 0
@@ -459,7 +460,7 @@ class DelimitedReader:
         if self._trailer is None or not self._unreadable_first:
             return [False] * len(self._unreadable_first)
         first = pa.array(self._unreadable_first, pa.string())
-        return pc.match_substring_regex(first, self._trailer.pattern).to_pylist()
+        return pc.match_substring_regex(first, self._trailer).to_pylist()
 
     def _emitted_before_skipped_data(self) -> int:
         """The records emitted before the last record the parser skipped that is data (not
