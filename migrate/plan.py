@@ -31,7 +31,7 @@ from migrate.errors import ConfigError
 from migrate.ingest import Ingested, ingest
 from migrate.mapping.loader import MAPPINGS
 from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
-from migrate.validate import Validation, validate
+from migrate.validate import DeviceModels, Validation, validate
 from migrate.whole_file import write_whole
 
 PLAN_VERSION = 1
@@ -150,7 +150,10 @@ def schedule(
     return day, summary
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Each byte's two hex digits, as the 16-bit word whose bytes in memory spell them.
+_HEX_PAIRS = np.array(
+    [int.from_bytes(f"{byte:02x}".encode(), "little") for byte in range(256)], dtype="<u2"
+)
 _DIGEST_BYTES = hashlib.sha256().digest_size
 
 
@@ -176,9 +179,7 @@ def _hex(digests: np.ndarray, quote: bytes = b"") -> pa.Array:
     spelt = np.empty((n, width), dtype=np.uint8)
     if quote:
         spelt[:, 0] = spelt[:, -1] = quote[0]
-    digits = spelt[:, len(quote) : width - len(quote)]
-    digits[:, 0::2] = _HEX_DIGITS[digests >> 4]
-    digits[:, 1::2] = _HEX_DIGITS[digests & 15]
+    spelt[:, len(quote) : width - len(quote)] = _HEX_PAIRS[digests].view(np.uint8)
     return pa.StringArray.from_buffers(
         n,
         pa.py_buffer(np.arange(0, width * n + 1, width, dtype=np.int32)),
@@ -201,15 +202,40 @@ def _interleave(items: list[pa.Array], separator: str) -> list[pa.Array | str]:
 
 
 def device_lists_json(
-    columns: list[pa.Array | pa.ChunkedArray], owners: np.ndarray, count: int
+    fields: Sequence[json_text.Piece], owners: np.ndarray, count: int
 ) -> pa.Array:
-    """Per installation, its devices as JSON arrays of DEVICE_FIELDS, in the order given.
-    Arrays, not objects: a million devices would repeat their field names a million times.
-    Staging rebuilds payloads with this same function, so the bytes match the plan's."""
-    items = json_text.joined(
-        "[", *_interleave([json_text.Text(column) for column in columns], ","), "]"
-    )
+    """Per installation, its devices as JSON arrays of DEVICE_FIELDS, in the order given:
+    each field a Text column, or JSON fragments of fields side by side. Arrays, not objects:
+    a million devices would repeat their field names a million times. Staging rebuilds
+    payloads with this same function, so the bytes match the plan's."""
+    items = json_text.joined("[", *_interleave(list(fields), ","), "]")
     return json_text.grouped(items, owners, count)
+
+
+# A device's fields that its model holds (type, manufacturer, model, firmware), side by side
+# in the payload: written once per distinct model as one fragment, which each device takes.
+MODEL_FIELDS = DeviceModels.COLUMNS
+OWN_DEVICE_FIELDS = tuple(name for name in DEVICE_FIELDS if name not in MODEL_FIELDS)
+
+
+def _model_json(models: pa.Table) -> pa.Array:
+    """Per distinct model, its fields as JSON, joined by commas as they stand in a device's
+    array."""
+    return json_text.joined(
+        *_interleave([json_text.Text(models.column(name)) for name in MODEL_FIELDS], ",")
+    )
+
+
+def _device_fields(devices: pa.Table, models: pa.Array) -> list[json_text.Piece]:
+    """The pieces of DEVICE_FIELDS: the devices' own columns, and their models' fragments in
+    place of the model's fields."""
+    pieces: list[json_text.Piece] = []
+    for name in DEVICE_FIELDS:
+        if name == MODEL_FIELDS[0]:
+            pieces.append(models)
+        elif name not in MODEL_FIELDS:
+            pieces.append(json_text.Text(devices.column(name)))
+    return pieces
 
 
 def payload_json(cohort: str, fields: dict[str, pa.Array], device_lists: pa.Array) -> pa.Array:
@@ -241,7 +267,9 @@ class _EligibleSet:
     installations: pa.Table
     day: np.ndarray
     dates: pa.Array
-    devices: pa.Table  # one chunk a column, so that each piece takes only its own rows
+    devices: pa.Table  # OWN_DEVICE_FIELDS, one chunk a column: each piece takes its rows
+    device_models: np.ndarray  # per row of `devices`, its row in `model_json`
+    model_json: pa.Array  # per distinct model, its fields' fragment
     device_rows: np.ndarray  # rows of `devices` in payload order
     device_starts: np.ndarray  # where each installation's devices start in device_rows
 
@@ -250,9 +278,10 @@ class _EligibleSet:
         part = self.installations.slice(start, stop - start)
         first, last = self.device_starts[start], self.device_starts[stop]
         # A take in payload order reads the devices all over memory: each piece its own.
-        devices = self.devices.take(pa.array(self.device_rows[first:last]))
+        rows = self.device_rows[first:last]
+        devices = self.devices.take(pa.array(rows))
         device_lists = device_lists_json(
-            [devices.column(name) for name in DEVICE_FIELDS],
+            _device_fields(devices, self.model_json.take(pa.array(self.device_models[rows]))),
             np.repeat(np.arange(stop - start), np.diff(self.device_starts[start : stop + 1])),
             stop - start,
         )
@@ -292,8 +321,8 @@ class _EligibleSet:
 def _eligible_set(
     validation: Validation, devices: pa.Table, rules: CohortRules, start: dt.date
 ) -> tuple[_EligibleSet, dict[str, object]]:
-    """The eligible set and the schedule's summary. `devices`: the ingest's devices, only the
-    payload's fields, one chunk a column."""
+    """The eligible set and the schedule's summary. `devices`: the ingest's devices, only
+    OWN_DEVICE_FIELDS, one chunk a column."""
     installations = validation.installations
     rows = np.flatnonzero(installations.column("eligible").to_numpy(zero_copy_only=False))
     listing = pc.sort_indices(
@@ -316,7 +345,8 @@ def _eligible_set(
     place = np.full(installations.num_rows + 1, -1, dtype=np.int64)
     place[rows] = np.arange(len(rows))
     owner = place[validation.device_installation]  # -1 (no installation) reads the extra
-    payload_order = _payload_order(owner, devices)
+    models = validation.device_models
+    payload_order = _payload_order(owner, models, single(devices.column("device_id")))
     per = np.bincount(owner[owner >= 0], minlength=len(rows))
     eligible_set = _EligibleSet(
         cohort=rules.name,
@@ -324,25 +354,27 @@ def _eligible_set(
         day=day,
         dates=calendar.take(pa.array(day - 1)),
         devices=devices,
+        device_models=models.of_device,
+        model_json=_model_json(models.table),
         device_rows=payload_order,
         device_starts=np.concatenate([[0], np.cumsum(per)]),
     )
     return eligible_set, timetable
 
 
-def _payload_order(owner: np.ndarray, devices: pa.Table) -> np.ndarray:
+def _payload_order(owner: np.ndarray, models: DeviceModels, device_id: pa.Array) -> np.ndarray:
     """The rows of the devices that have an owner (>= 0), by owner, then type, then id.
 
-    Sorted by owner and type as one integer (numpy's stable sort finds the runs of an
-    extract already in order); only the few devices sharing an owner and a type are then
-    sorted by id, by Arrow: a sort on all three columns took three times as long."""
-    encoded = pc.dictionary_encode(single(devices.column("device_type")))
-    names = encoded.dictionary.to_pylist()
-    rank = np.empty(len(names) + 1, dtype=np.int64)
-    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
-    rank[-1] = len(names)  # a device without a type goes after the typed ones
-    types = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    key = owner * (len(names) + 1) + rank[types]
+    Sorted by owner and type (ranked once per model) as one integer (numpy's stable sort
+    finds the runs of an extract already in order); only the few devices sharing an owner
+    and a type are then sorted by id, by Arrow: a sort on all three columns took three times
+    as long."""
+    types = models.table.column("device_type").to_pylist()
+    names = sorted({name for name in types if name is not None})
+    # A device without a type goes after the typed ones.
+    rank_of = {name: rank for rank, name in enumerate(names)}
+    model_rank = np.array([rank_of.get(name, len(names)) for name in types], dtype=np.int64)
+    key = owner * (len(names) + 1) + model_rank[models.of_device]
     order = np.argsort(key, kind="stable")[np.count_nonzero(owner < 0) :]
     ordered = key[order]
     same = ordered[1:] == ordered[:-1]
@@ -353,9 +385,7 @@ def _payload_order(owner: np.ndarray, devices: pa.Table) -> np.ndarray:
         places = np.flatnonzero(tied)
         rows = order[places]
         by_id = pc.sort_indices(
-            pa.table(
-                {"key": key[rows], "device_id": single(devices.column("device_id")).take(rows)}
-            ),
+            pa.table({"key": key[rows], "device_id": device_id.take(rows)}),
             sort_keys=[("key", "ascending"), ("device_id", "ascending")],
         )
         order[places] = rows[by_id.to_numpy()]
@@ -376,6 +406,11 @@ def _entries_in_order(eligible: _EligibleSet, pool: ThreadPoolExecutor) -> Itera
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _when_made(part: Future[pa.Buffer]) -> Iterator[pa.Buffer]:
+    """A part another thread is making, waited for only when it is to be written."""
+    yield part.result()
 
 
 def _excluded_json(validation: Validation) -> pa.Array:
@@ -444,16 +479,17 @@ def make_plan(
             f"the plan's date {start} is after the cohort's window ({rules.window.end})",
             key="window",
         )
-    with ThreadPoolExecutor(1, thread_name_prefix="plan-beside") as beside:
+    beside = ThreadPoolExecutor(1, thread_name_prefix="plan-beside")
+    try:
         # Work that needs only what is made before it runs beside what comes next: the
         # extracts' hashes beside the read (hashlib lets go of the GIL), the payload's device
-        # columns made whole beside validation, the excluded entries beside the ordering of
-        # the eligible ones (Arrow lets go of it too).
+        # columns made whole beside validation, the excluded entries beside the ordering and
+        # the writing of the eligible ones (Arrow lets go of it too).
         extract_records = beside.submit(lambda: [input_record(Path(p)) for p in extracts])
         ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
         records = extract_records.result()
         devices = beside.submit(
-            pa.Table.combine_chunks, ingested.devices.select(list(DEVICE_FIELDS))
+            pa.Table.combine_chunks, ingested.devices.select(list(OWN_DEVICE_FIELDS))
         )
         validation = validate(
             ingested.installations,
@@ -462,9 +498,12 @@ def make_plan(
             as_of=start,
             links=ingested.device_links,
         )
-        excluded_made = beside.submit(lambda: json_text.lines(_excluded_json(validation)))
+        excluded = beside.submit(lambda: json_text.lines(_excluded_json(validation)))
         eligible, timetable = _eligible_set(validation, devices.result(), rules, start)
-        excluded = excluded_made.result()
+    finally:
+        # The excluded entries are written after the eligible ones: they are asked for then,
+        # and their thread ends once they are made.
+        beside.shutdown(wait=False)
     quarantine = _quarantine_json(ingested)
     ingest_summary = ingested.summary.as_dict()
     del ingested  # only what the plan's text is made of is needed now
@@ -502,7 +541,7 @@ def make_plan(
                 head,
                 {
                     "eligible": _entries_in_order(eligible, pool),
-                    "excluded": [excluded],
+                    "excluded": _when_made(excluded),
                     "quarantine": quarantine,
                 },
             )

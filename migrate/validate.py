@@ -49,12 +49,14 @@ UNLISTABLE = frozenset(set(DeviceType) - set(COMBINATION_SLOTS) - TYPE2_DEVICES)
 class Validation:
     """installations: the ingest's table with eligible, reasons, combination and models.
     findings: the device behind each device-level reason. device_installation: each device's
-    row in `installations` (-1: none), for what is built per installation from its devices."""
+    row in `installations` (-1: none), and device_models its model, for what is built per
+    installation from its devices."""
 
     cohort: str
     installations: pa.Table
     findings: pa.Table
     device_installation: np.ndarray
+    device_models: DeviceModels
 
     @property
     def excluded(self) -> pa.Table:
@@ -202,7 +204,7 @@ def validate(
         .append_column("combination", pc.if_else(pa.array(eligible), combination_ids, None))
         .append_column("models", labels)
     )
-    return Validation(rules.name, table, findings, owner)
+    return Validation(rules.name, table, findings, owner, models)
 
 
 def _flag_mode(reasons: _Reasons, mode: pa.ChunkedArray, rules: CohortRules) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,35 @@ def test_devices_are_listed_by_type_then_id_whatever_the_extract_order(tmp_path:
         ("IHD", "70-B3-D5-00-00-00-00-07"),
         ("IHD", "70-B3-D5-00-00-00-00-09"),
     ]
+
+
+# An IHD (set aside by the combination rule, so listed in an eligible payload) whose make
+# and model hold what a JSON string must escape, and no firmware.
+ODD_IHD = (
+    'LG1;In Home Display;70-b3-d5-00-00-00-00-09;"Chameleon ""Tech"" \\";IHD\t1;;;;'
+    "01/02/2016;LOND;Live;\n"
+)
+
+
+def test_a_device_model_is_written_as_json_whatever_its_fields_hold(tmp_path: Path) -> None:
+    """A model's fields are written once per distinct model and taken by its devices: the
+    escaping and the nulls are each field's own, and the fingerprint covers those bytes."""
+    path = tmp_path / "x.csv"
+    path.write_text(HEADER + SITE + ODD_IHD)
+    text = make_plan([path], "landis_ioc_devices", "ioc").text
+    line = next(line for line in text.splitlines() if '"installation_id":"LG1"' in line)
+    entry = json.loads(line.rstrip(","))
+    assert entry["payload"]["devices"][2] == [
+        "70-B3-D5-00-00-00-00-09",
+        "IHD",
+        'Chameleon "Tech" \\',
+        "IHD\t1",
+        None,
+        None,
+        None,
+    ]
+    payload = line.rstrip(",")[line.index('"payload":') + len('"payload":') : -1]
+    assert hashlib.sha256(payload.encode()).hexdigest() == entry["fingerprint"]
 
 
 def test_a_plan_built_in_small_pieces_is_the_plan_built_whole(

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, String, insert, select
 
+from migrate import json_text
 from migrate.cohort.loader import COHORTS
 from migrate.errors import InputError, TerminalError
 from migrate.plan import (
@@ -260,7 +261,10 @@ def _payloads(
     what is staged (and later sent) is byte for byte what the plan showed."""
     payload = entries.column("payload").combine_chunks()
     lists = device_lists_json(
-        [pc.list_element(flat, index) for index in range(len(plan["device_fields"]))],
+        [
+            json_text.Text(pc.list_element(flat, index))
+            for index in range(len(plan["device_fields"]))
+        ],
         owner,
         entries.num_rows,
     )

@@ -185,6 +185,36 @@ def test_staging_a_plan_stages_every_eligible_installation_once(store, plan_file
         assert audit_log.head(connection) == (eligible, audit_log.head(connection)[1])
 
 
+# One eligible Landis+Gyr site whose IHD (set aside by the combination rule, so in the
+# payload) has a make and model that JSON must escape, and no firmware.
+ODD_SITE = (
+    "Site ID;Device Type;Device EUI;Make;Model;Firmware;Serial No;MPxN;"
+    "Install Date;Supplier;Status;Notes\n"
+    "LG1;Comms Hub;70-b3-d5-00-00-00-00-01;Landis+Gyr;LG-CH1;V3.1.0;;1312345678907;"
+    "01/02/2016;LOND;Live;\n"
+    "LG1;Electricity Meter;70-b3-d5-00-00-00-00-02;Landis+Gyr;E470-S1;V2.1.4;L16KA992700;"
+    "1312345678907;01/02/2016;LOND;Live;\n"
+    'LG1;In Home Display;70-b3-d5-00-00-00-00-09;"Odd ""Make"" \\";IHD\t1;;;;'
+    "01/02/2016;LOND;Live;\n"
+)
+
+
+def test_a_payload_whose_device_model_needs_escaping_stages_as_planned(  # type: ignore[no-untyped-def]
+    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging rebuilds each payload field by field, the plan wrote a device's model as one
+    fragment per distinct model: the two agree byte for byte, escapes and nulls included."""
+    monkeypatch.chdir(tmp_path)
+    extract = tmp_path / "landis.csv"
+    extract.write_text(ODD_SITE)
+    path = tmp_path / "plan.json"
+    make_plan([extract], "landis_ioc_devices", "ioc").write(path)
+    assert stage(store, path, batch="ioc-1", actor="tester", key=None).staged == 1
+    with store.connect() as connection:
+        stored = connection.execute(select(devices.c.manufacturer, devices.c.model)).all()
+    assert ('Odd "Make" \\', "IHD\t1") in [tuple(row) for row in stored]
+
+
 def test_a_key_staged_with_another_fingerprint_is_refused_by_name(  # type: ignore[no-untyped-def]
     store, plan_file: Path, tmp_path: Path
 ) -> None:
