@@ -448,6 +448,21 @@ def check_mprn(values: pa.Array | pa.ChunkedArray) -> Checked:
     )
 
 
+def mprn_shaped(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows holding 6-10 digits once whitespace is removed (an MPRN's shape, whether or not
+    it is one): which check a value on a hub or another device is given. Counted over the
+    bytes, without a regular expression."""
+    arr = _strip_all(_as_string_array(values))
+    offsets, data = string_views(arr)
+    lengths = np.diff(offsets)
+    start = int(offsets[0]) if len(offsets) else 0
+    used = data[start : int(offsets[-1])] if len(offsets) else data[:0]
+    non_digits = np.zeros(len(used) + 1, dtype=np.int64)
+    np.cumsum((used - np.uint8(_ZERO)) > 9, out=non_digits[1:])  # wraps above 9 if not a digit
+    clean = non_digits[offsets[1:] - start] == non_digits[offsets[:-1] - start]
+    return _valid(arr) & (lengths >= _MPRN_LENGTHS[0]) & (lengths <= _MPRN_LENGTHS[-1]) & clean
+
+
 def check_msn(values: pa.Array | pa.ChunkedArray, pattern: str | None = None) -> Checked:
     """Meter serial numbers: whitespace removed, upper-cased; refused only when written in
     scientific notation (1.23457E+11: a spreadsheet took a serial for a number and its digits

@@ -82,14 +82,13 @@ class IssueCollector:
             if not pc.any(mask).as_py():
                 continue
             count = pc.sum(mask).as_py()
-            value = result.raw if result.raw is not None else result.values.cast(pa.string())
             self.tables.append(
                 pa.table(
                     {
                         "ordinal": self.ordinals.filter(mask),
                         "installation_id": self.installation_id.filter(mask),
                         "column": pa.repeat(pa.scalar(column), count),
-                        "value": value.filter(mask),
+                        "value": result.shown(mask),
                         "reason": codes.filter(mask),
                         "severity": pa.repeat(pa.scalar(severity), count),
                     },
@@ -140,11 +139,7 @@ def _mpxn(values: pa.Array, device_type: pa.Array) -> FieldResult:
     use_mprn = is_gas.to_numpy(zero_copy_only=False).copy()
     other = np.flatnonzero(~(use_mprn | is_elec.to_numpy(zero_copy_only=False)))
     if len(other):
-        compact = pc.replace_substring_regex(
-            values.take(pa.array(other)), pattern=r"\s+", replacement=""
-        )
-        shaped = pc.fill_null(pc.match_substring_regex(compact, r"^\d{6,10}$"), False)
-        use_mprn[other] = shaped.to_numpy(zero_copy_only=False)
+        use_mprn[other] = identifiers.mprn_shaped(values.take(pa.array(other)))
     mprn_rows = np.flatnonzero(use_mprn)
     mpan_rows = np.flatnonzero(~use_mprn)
     mpan = identifiers.check_mpan_core(values.take(pa.array(mpan_rows)))

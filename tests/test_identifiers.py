@@ -28,6 +28,7 @@ from migrate.identifiers import (
     known_distributors,
     mpan_check_digits,
     mprn_check_digits,
+    mprn_shaped,
     normalise_eui64,
     normalise_mpan_core,
 )
@@ -578,6 +579,18 @@ def test_mpan_matches_reference(values: list[str | None]) -> None:
 def test_mprn_matches_reference(values: list[str | None]) -> None:
     result = check_mprn(pa.array(values, type=pa.string()))
     assert rows(result) == [ref_mprn(v) for v in values]
+
+
+@fast
+@given(mixed(st.one_of(mprns(), mpan_like)))
+def test_mprn_shape_matches_reference(values: list[str | None]) -> None:
+    """The shape that sends a hub's MPxN to the MPRN check: 6-10 digits once whitespace is
+    removed, as the check itself removes it."""
+    shaped = mprn_shaped(pa.array(values, type=pa.string()))
+    assert shaped.tolist() == [
+        v is not None and re.fullmatch(r"[0-9]{6,10}", "".join(v.split())) is not None
+        for v in values
+    ]
 
 
 @fast

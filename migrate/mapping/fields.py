@@ -37,9 +37,25 @@ class FieldResult:
     values: pa.Array
     reasons: pa.Array
     warnings: pa.Array
-    # The trimmed input, shown in the quarantine; None for constants.
+    # The trimmed input, shown in the quarantine; None for constants. Dictionary-encoded
+    # where the transform ran once per distinct value: only the refused rows are decoded.
     raw: pa.Array | None
     column: str | None
+
+    def missing(self) -> pa.Array:
+        """Rows without a value: the input blank, or (for a constant) no value made."""
+        if self.raw is None:
+            return pc.is_null(self.values)
+        if pa.types.is_dictionary(self.raw.type):
+            blank = pc.is_null(self.raw.dictionary).take(self.raw.indices)
+            return pc.fill_null(blank, True)
+        return pc.is_null(self.raw)
+
+    def shown(self, rows: pa.Array) -> pa.Array:
+        """The input of the rows where `rows` is true, as text, for the quarantine."""
+        if self.raw is None:
+            return self.values.filter(rows).cast(pa.string())
+        return self.raw.filter(rows).cast(pa.string())
 
 
 def null_strings(length: int) -> pa.Array:
@@ -57,8 +73,12 @@ def reason_where(mask: pa.Array, reason: str) -> pa.Array:
 
 
 def first_reason(*reasons: pa.Array) -> pa.Array:
-    """The first non-null reason of several checks, row by row."""
-    return pc.coalesce(*reasons) if len(reasons) > 1 else reasons[0]
+    """The first non-null reason of several checks, row by row. Most checks of a batch
+    refuse nothing: only those that do are coalesced, a string column's copy each."""
+    refusing = [reason for reason in reasons if reason.null_count < len(reason)]
+    if len(refusing) > 1:
+        return pc.coalesce(*refusing)
+    return refusing[0] if refusing else reasons[0]
 
 
 def map_values(
@@ -238,32 +258,41 @@ def apply_field(
     """The canonical values of one field over a batch, with the reason for every refusal."""
     n = batch.num_rows
     if spec.constant is not None:
-        raw = None
         result = _transformed(name, spec, pa.repeat(pa.scalar(spec.constant, pa.string()), n))
     elif _per_distinct_value(name, spec):
         encoded = pc.dictionary_encode(batch.column(spec.column))
         distinct_raw = trimmed(encoded.dictionary)
         distinct = _transformed(name, spec, distinct_raw)
         rows = encoded.indices
-        raw = distinct_raw.take(rows)
         result = FieldResult(
             distinct.values.take(rows),
-            distinct.reasons.take(rows),
-            distinct.warnings.take(rows),
-            raw,
+            _taken(distinct.reasons, rows),
+            _taken(distinct.warnings, rows),
+            pa.DictionaryArray.from_arrays(rows, distinct_raw),
             spec.column,
         )
     else:
         raw = trimmed(batch.column(spec.column))
         result = _transformed(name, spec, raw)
+        result = FieldResult(result.values, result.reasons, result.warnings, raw, spec.column)
     checks = [result.reasons]
     is_required = spec.required if spec.required is not None else required
     if is_required is not False:
-        missing = pc.is_null(raw if raw is not None else result.values)
+        missing = result.missing()
         if is_required is not True:
             missing = pc.and_(missing, is_required)
         checks.append(reason_where(missing, RowReason.MISSING_VALUE))
-    return FieldResult(result.values, first_reason(*checks), result.warnings, raw, spec.column)
+    return FieldResult(
+        result.values, first_reason(*checks), result.warnings, result.raw, spec.column
+    )
+
+
+def _taken(reasons: pa.Array, rows: pa.Array) -> pa.Array:
+    """Distinct values' reasons (or warnings) taken to the rows: none, the usual case, is
+    no string column to build."""
+    if reasons.null_count == len(reasons):
+        return null_strings(len(rows))
+    return reasons.take(rows)
 
 
 def refused_constant(name: str, spec: FieldSpec) -> str | None:

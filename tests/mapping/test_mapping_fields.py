@@ -243,5 +243,8 @@ def test_a_field_made_once_per_distinct_value_equals_it_made_row_by_row(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fields_module, "_per_distinct_value", lambda *_: False)
         by_row = apply_field(name, spec, batch, required=required)
-    for part in ("values", "reasons", "warnings", "raw"):
+    for part in ("values", "reasons", "warnings"):
         assert getattr(by_value, part).equals(getattr(by_row, part)), part
+    every_row = pa.array([True] * len(values), pa.bool_())
+    assert by_value.shown(every_row).equals(by_row.shown(every_row))
+    assert by_value.missing().equals(by_row.missing())
