@@ -379,13 +379,9 @@ def _settle(
     accepted = counted & ~rejected
     device_position = position_of[devices.column("row").to_numpy()]
     keep = accepted[device_position]
-    devices = devices.filter(pa.array(keep))
-    repeated_devices = beside.submit(_repeated_devices, devices)
-    device_codes = codes[device_position[keep]]
-    device_table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
-    device_table = device_table.cast(DEVICE_SCHEMA)
-    if writer is not None:
-        writer.parquet(device_table, "devices.parquet")
+    # The accepted devices' table is made beside the installations, which are counted from
+    # every device read, each with its installation's code or -1 where its row was refused.
+    accepted_devices = beside.submit(_accepted_devices, devices, keep, file_names)
     installations, row_of_code = build_installations(
         rows,
         codes,
@@ -393,11 +389,15 @@ def _settle(
         counted=counted,
         rejected=rejected,
         devices=devices,
-        device_codes=device_codes,
+        device_codes=np.where(keep, codes[device_position], -1),
         file_names=file_names,
         disputed={name: disputed for name, _, disputed in conflicts},
     )
-    repeated_device, repeated_device_issues = repeated_devices.result()
+    del devices
+    device_table, repeated_device, repeated_device_issues = accepted_devices.result()
+    if writer is not None:
+        writer.parquet(device_table, "devices.parquet")
+    device_codes = codes[device_position[keep]]
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
     quarantine = _row_issues(errors, file_names)
     warnings = _row_issues(
@@ -450,14 +450,20 @@ def _settle(
     return ingested
 
 
-def _repeated_devices(devices: pa.Table) -> tuple[np.ndarray, pa.Table]:
-    """Accepted devices whose id is listed more than once: a warning here, since a device
-    cannot hang off two hubs; validation excludes every installation involved."""
+def _accepted_devices(
+    devices: pa.Table, keep: np.ndarray, file_names: pa.Array
+) -> tuple[pa.Table, np.ndarray, pa.Table]:
+    """The devices of accepted rows as the model's table; which of them have an id listed
+    more than once, and the warnings for those: a device cannot hang off two hubs, and
+    validation excludes every installation involved."""
+    devices = devices.filter(pa.array(keep))
     flags = repeated(devices.column("device_id"))
     hit = devices.filter(pa.array(flags))
-    return flags, _issues_of(
+    issues = _issues_of(
         hit, "(device_id)", hit.column("device_id"), RowWarning.DUPLICATE_DEVICE_ID.value, "warning"
     )
+    table = _with_file_names(devices, file_names).select(DEVICE_SCHEMA.names)
+    return table.cast(DEVICE_SCHEMA), flags, issues
 
 
 def _with_file_names(table: pa.Table, file_names: pa.Array) -> pa.Table:

@@ -139,7 +139,8 @@ def build_installations(
     disputed: dict[str, np.ndarray] | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """One row per installation key among the counted rows, and each key's row in it (-1:
-    not listed), by which a device's code finds its installation's row.
+    not listed), by which a device's code finds its installation's row. `device_codes`: each
+    device's installation code, -1 for a device that is not counted (its row refused).
 
     Fields come from its first row with a value, accepted rows before quarantined ones (a
     refused value is null, so what a quarantined row holds passed its checks). Devices are
@@ -160,9 +161,13 @@ def build_installations(
         if disputed and field.name in disputed:
             chosen[disputed[field.name]] = -1
         columns[field.name] = take_or_null(column, chosen)
-    kinds = _device_kinds(devices.column("device_type"))
+    counted_device = device_codes >= 0
+    kinds = {
+        kind: found & counted_device
+        for kind, found in _device_kinds(devices.column("device_type")).items()
+    }
     mpxn = single(devices.column("mpxn"))
-    has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False)
+    has_mpxn = pc.is_valid(mpxn).to_numpy(zero_copy_only=False) & counted_device
     for kind, sources in METER_SOURCES.items():
         # Each source in turn, for the installations still without a value: most have their
         # meter, so the hub's MPxN is looked at (and shape-checked) for only a few. The
