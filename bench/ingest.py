@@ -103,6 +103,8 @@ class Series:
         return {
             "median_s": round(self.median_s, 3),
             "runs_s": [round(run.seconds, 3) for run in self.runs],
+            # Each run's CPU time (user + system), beside its wall time.
+            "cpu_runs_s": [round(run.cpu_s, 2) for run in self.runs],
             "rows_per_s": round(rows / self.median_s),
             "peak_rss_mb": round(self.peak_bytes / 1024**2, 1),
             "maxrss_mb": round(max(r.maxrss_bytes for r in self.runs) / 1024**2, 1),

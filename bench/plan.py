@@ -212,10 +212,12 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
     baseline_counts: dict[str, object] = {}
     for i in range(args.repeat):
         plan_counts = timed(plan_full, plan_argv(full.path, full_out), workdir, full_out)
-        print(f"  run {i + 1}: plan {plan_full.runs[-1].seconds:7.2f} s", end="", flush=True)
+        run = plan_full.runs[-1]
+        print(f"  run {i + 1}: plan {run.seconds:7.2f} s (CPU {run.cpu_s:5.2f} s)", end="")
         if with_baseline and i < args.baseline_repeat:
             baseline_counts = timed(baseline, baseline_argv, workdir, baseline_out)
-            print(f"   baseline {baseline.runs[-1].seconds:7.2f} s", end="", flush=True)
+            run = baseline.runs[-1]
+            print(f"   baseline {run.seconds:7.2f} s (CPU {run.cpu_s:6.2f} s)", end="", flush=True)
             if same_extract:
                 small_counts = plan_counts
             else:
