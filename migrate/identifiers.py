@@ -455,8 +455,8 @@ def mprn_shaped(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     arr = _strip_all(_as_string_array(values))
     offsets, data = string_views(arr)
     lengths = np.diff(offsets)
-    start = int(offsets[0]) if len(offsets) else 0
-    used = data[start : int(offsets[-1])] if len(offsets) else data[:0]
+    start = int(offsets[0])
+    used = data[start : int(offsets[-1])]
     non_digits = np.zeros(len(used) + 1, dtype=np.int64)
     np.cumsum((used - np.uint8(_ZERO)) > 9, out=non_digits[1:])  # wraps above 9 if not a digit
     clean = non_digits[offsets[1:] - start] == non_digits[offsets[:-1] - start]

@@ -382,6 +382,7 @@ def _settle(
     # The accepted devices' table is made beside the installations, which are counted from
     # every device read, each with its installation's code or -1 where its row was refused.
     accepted_devices = beside.submit(_accepted_devices, devices, keep, file_names)
+    code_of_device = np.where(keep, codes[device_position], -1)
     installations, row_of_code = build_installations(
         rows,
         codes,
@@ -389,7 +390,7 @@ def _settle(
         counted=counted,
         rejected=rejected,
         devices=devices,
-        device_codes=np.where(keep, codes[device_position], -1),
+        device_codes=code_of_device,
         file_names=file_names,
         disputed={name: disputed for name, _, disputed in conflicts},
     )
@@ -397,7 +398,7 @@ def _settle(
     device_table, repeated_device, repeated_device_issues = accepted_devices.result()
     if writer is not None:
         writer.parquet(device_table, "devices.parquet")
-    device_codes = codes[device_position[keep]]
+    device_codes = code_of_device[keep]
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
     quarantine = _row_issues(errors, file_names)
     warnings = _row_issues(

@@ -155,6 +155,14 @@ def test_a_device_model_is_written_as_json_whatever_its_fields_hold(tmp_path: Pa
     assert hashlib.sha256(payload.encode()).hexdigest() == entry["fingerprint"]
 
 
+def test_a_device_s_model_fields_stand_together_in_its_array() -> None:
+    """A device's model is written as one fragment in the place of its fields: they must
+    follow one another in the payload's device arrays, in the model's order."""
+    at = plan_module.DEVICE_FIELDS.index(plan_module.MODEL_FIELDS[0])
+    fields = plan_module.DEVICE_FIELDS[at : at + len(plan_module.MODEL_FIELDS)]
+    assert fields == plan_module.MODEL_FIELDS
+
+
 def test_a_plan_built_in_small_pieces_is_the_plan_built_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
