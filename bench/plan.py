@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         help="devices in the extract the pandas baseline runs on (default: --devices; "
         "0: no baseline)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of migrate plan")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of migrate plan")
     parser.add_argument(
         "--baseline-repeat", type=int, default=1, help="timed runs of the pandas baseline"
     )
