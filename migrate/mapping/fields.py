@@ -8,7 +8,7 @@ Python loop over a million rows is forty times slower.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -273,8 +273,7 @@ def apply_field(
         )
     else:
         raw = trimmed(batch.column(spec.column))
-        result = _transformed(name, spec, raw)
-        result = FieldResult(result.values, result.reasons, result.warnings, raw, spec.column)
+        result = replace(_transformed(name, spec, raw), raw=raw)
     checks = [result.reasons]
     is_required = spec.required if spec.required is not None else required
     if is_required is not False:
@@ -282,9 +281,7 @@ def apply_field(
         if is_required is not True:
             missing = pc.and_(missing, is_required)
         checks.append(reason_where(missing, RowReason.MISSING_VALUE))
-    return FieldResult(
-        result.values, first_reason(*checks), result.warnings, result.raw, spec.column
-    )
+    return replace(result, reasons=first_reason(*checks))
 
 
 def _taken(reasons: pa.Array, rows: pa.Array) -> pa.Array:
