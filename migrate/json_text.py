@@ -43,12 +43,18 @@ def _needs_escaping(values: pa.Array) -> bool:
 
 
 def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Each value as a JSON string literal, or null. Identifiers seldom hold a quote or a
-    control character, so the bytes are checked first and only the rows that need it are
-    escaped (through json.dumps, which knows every rule)."""
+    """Each value as a JSON string literal, or null."""
     values = single(values).cast(pa.string())
+    return pc.fill_null(_literals(values, _needs_escaping(values)), NULL)
+
+
+def _literals(values: pa.Array, escaping: bool) -> pa.Array:
+    """Each string value as a JSON string literal; a null stays null, for `joined` to write
+    as null within its one join. Identifiers seldom hold a quote or a control character, so
+    the bytes are checked first (`escaping`) and only the rows that need it are escaped
+    (through json.dumps, which knows every rule)."""
     quoted = pc.binary_join_element_wise('"', values, '"', "")
-    if _needs_escaping(values):
+    if escaping:
         risky = pc.fill_null(pc.match_substring_regex(values, r'["\\\x00-\x1f]'), False)
         rows = np.flatnonzero(risky.to_numpy(zero_copy_only=False))
         if len(rows):
@@ -56,7 +62,7 @@ def strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
                 json.dumps(v, ensure_ascii=False) for v in values.take(pa.array(rows)).to_pylist()
             ]
             quoted = pc.replace_with_mask(quoted, risky, pa.array(escaped, pa.string()))
-    return pc.fill_null(quoted, NULL)
+    return quoted
 
 
 def numbers(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -83,7 +89,9 @@ Piece = str | pa.Array | pa.ChunkedArray | Text
 def joined(*pieces: Piece) -> pa.Array:
     """Row by row, the pieces joined into one string, by one Arrow join (at least one piece
     must be a column). A Text column without nulls or bytes to escape is quoted by the
-    literal text around it, not copied once more as literals of its own."""
+    literal text around it, not copied once more as literals of its own; a null, in a Text
+    column or a fragment, is written as null by the join itself, not filled in by a copy of
+    the column first."""
     parts: list[str | pa.Array] = []
 
     def add(part: str | pa.Array) -> None:
@@ -95,15 +103,20 @@ def joined(*pieces: Piece) -> pa.Array:
     for piece in pieces:
         if isinstance(piece, Text):
             values = single(piece.values).cast(pa.string())
-            if values.null_count == 0 and not _needs_escaping(values):
+            escaping = _needs_escaping(values)
+            if values.null_count == 0 and not escaping:
                 add('"')
                 add(values)
                 add('"')
             else:
-                add(strings(values))
+                add(_literals(values, escaping))
         else:
             add(piece if isinstance(piece, str) else single(piece))
-    return pc.binary_join_element_wise(*parts, "")
+    if any(not isinstance(part, str) and part.null_count for part in parts):
+        return pc.binary_join_element_wise(
+            *parts, "", null_handling="replace", null_replacement=NULL
+        )
+    return pc.binary_join_element_wise(*parts, "")  # quicker where no null is to be written
 
 
 def objects(fields: dict[str, Piece]) -> pa.Array:

@@ -134,3 +134,17 @@ def test_joined_lines_are_parts_of_a_document(
     ]
     text = b"".join(bytes(chunk) for chunk in json_text.document({}, {"items": parts}))
     assert json.loads(text) == {"items": [[value] for value in first + then]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(TEXT, st.one_of(st.none(), st.integers(-5, 5))), max_size=30))
+def test_a_null_in_a_fragment_or_a_text_column_is_written_as_null(
+    rows: list[tuple[str | None, int | None]],
+) -> None:
+    # The join writes nulls itself: no row of a joined column is ever null, or cut short.
+    fragments = pa.array([None if n is None else str(n) for _, n in rows], pa.string())
+    joined = json_text.joined(
+        "[", json_text.Text(pa.array([text for text, _ in rows], pa.string())), ",", fragments, "]"
+    )
+    assert joined.null_count == 0
+    assert [json.loads(text) for text in joined.to_pylist()] == [list(row) for row in rows]
