@@ -309,6 +309,10 @@ def plan(
     cohorts_dir: Path | None = None,
 ) -> PlanRun:
     """`migrate plan`: the dry run, written whole to `out`; no store is touched."""
+    from migrate.input_records import records_beside
+
+    # The extracts are hashed while the plan's modules load, on a core that would be idle.
+    records = records_beside(extracts)
     from migrate.plan import make_plan
 
     made = make_plan(
@@ -318,6 +322,7 @@ def plan(
         as_of=as_of,
         mappings_dir=mappings_dir,
         cohorts_dir=cohorts_dir,
+        extract_records=records,
     )
     made.write(out)
     return PlanRun(made.summary, out)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +28,7 @@ from migrate.cohort.loader import COHORTS
 from migrate.cohort.spec import CohortRules
 from migrate.errors import ConfigError
 from migrate.ingest import Ingested, ingest
+from migrate.input_records import input_record, records_beside
 from migrate.mapping.loader import MAPPINGS
 from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
 from migrate.validate import DeviceModels, Validation, validate
@@ -39,23 +39,6 @@ PAYLOAD_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core
 EXCLUDED_FIELDS = ("installation_id", "smso", "supplier_mpid", "mode", "mpan_core", "mprn")
 FINDING_FIELDS = ("device_id", "device_type", "manufacturer", "model", "firmware_version")
 QUARANTINE_FIELDS = ("source_file", "source_row", "installation_id", "column", "value", "reason")
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def input_record(path: Path) -> dict[str, object]:
-    """What a plan remembers of an input: where it was (relative to the working folder when
-    below it, so that a plan reads the same in any checkout) and what it held."""
-    shown = Path(os.path.relpath(path.resolve()))
-    if shown.parts[:1] == ("..",):
-        shown = path.resolve()
-    return {"path": str(shown), "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 @dataclass(frozen=True)
@@ -467,8 +450,11 @@ def make_plan(
     as_of: dt.date | None = None,
     mappings_dir: Path | None = None,
     cohorts_dir: Path | None = None,
+    extract_records: Future[list[dict[str, object]]] | None = None,
 ) -> Plan:
-    """Ingest, validate and schedule; nothing is written to any store."""
+    """Ingest, validate and schedule; nothing is written to any store. `extract_records`:
+    the extracts' records (`input_records.records_beside`) if the caller began taking them
+    already, as `migrate plan` does while the plan's modules load."""
     mapping_path = MAPPINGS.resolve(mapping, mappings_dir)
     cohort_path = COHORTS.resolve(cohort, cohorts_dir)
     rules = COHORTS.load_file(cohort_path)
@@ -485,7 +471,8 @@ def make_plan(
         # extracts' hashes beside the read (hashlib lets go of the GIL), the payload's device
         # columns made whole beside validation, the excluded entries beside the ordering and
         # the writing of the eligible ones (Arrow lets go of it too).
-        extract_records = beside.submit(lambda: [input_record(Path(p)) for p in extracts])
+        if extract_records is None:
+            extract_records = records_beside(extracts)
         ingested = ingest(extracts, MAPPINGS.load_file(mapping_path))
         records = extract_records.result()
         devices = beside.submit(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from migrate import plan as plan_module
 from migrate.cli import app
 from migrate.errors import ConfigError
+from migrate.input_records import records_beside
 from migrate.plan import load_plan, make_plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +61,20 @@ def test_sample_extracts_give_stable_plan_counts(extract: str, mapping: str, coh
 def test_the_same_inputs_give_a_byte_identical_plan() -> None:
     args = ([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", "ioc")
     assert make_plan(*args).text == make_plan(*args).text
+
+
+def test_extract_records_taken_ahead_give_the_same_plan() -> None:
+    # `migrate plan` hashes the extracts while the plan's modules load, and hands them over.
+    args = ([Path("examples/landis_ioc_devices.csv")], "landis_ioc_devices", "ioc")
+    ahead = make_plan(*args, extract_records=records_beside(args[0])).text
+    assert ahead == make_plan(*args).text
+    extract = json.loads(ahead)["extracts"][0]
+    data = Path("examples/landis_ioc_devices.csv").read_bytes()
+    assert extract == {
+        "path": "examples/landis_ioc_devices.csv",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
 
 
 def test_every_installation_is_in_the_plan_once() -> None:

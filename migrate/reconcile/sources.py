@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, Connection, Table, literal_column, select
 
 from migrate.errors import InputError, TerminalError
 from migrate.ingest import ingest
+from migrate.input_records import file_digest
 from migrate.mapping.loader import MAPPINGS
 from migrate.mapping.spec import Mapping
-from migrate.plan import file_digest
 from migrate.plan_reader import read_excluded
 from migrate.store.columns import read_table
 from migrate.store.schema import batches, devices, requests

@@ -24,10 +24,10 @@ from sqlalchemy import Connection, Engine, String, insert, select
 from migrate import json_text
 from migrate.cohort.loader import COHORTS
 from migrate.errors import InputError, TerminalError
+from migrate.input_records import file_digest
 from migrate.plan import (
     PAYLOAD_FIELDS,
     device_lists_json,
-    file_digest,
     payload_json,
     sha256_each,
 )
