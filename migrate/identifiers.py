@@ -261,7 +261,10 @@ def _keep_where(arr: pa.Array, mask: np.ndarray) -> pa.Array:
 
 
 def _labels(codes: np.ndarray, labels: list[str | None]) -> pa.Array:
-    """Strings for small integer codes (code 0 is None, so null) via one Arrow take."""
+    """Strings for small integer codes (code 0 is None, so null) via one Arrow take; all
+    null, the usual case, without building a column of them."""
+    if not codes.any():
+        return pa.nulls(len(codes), pa.string())
     return pc.take(pa.array(labels, type=pa.string()), pa.array(codes, type=pa.int8()))
 
 

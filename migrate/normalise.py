@@ -148,6 +148,8 @@ def _mpxn(values: pa.Array, device_type: pa.Array) -> FieldResult:
     inverse = pa.array(np.argsort(np.concatenate([mpan_rows, mprn_rows]), kind="stable"))
 
     def merged(first: pa.Array, second: pa.Array) -> pa.Array:
+        if first.null_count == len(first) and second.null_count == len(second):
+            return pa.nulls(len(values), first.type)  # no reason, as in most batches
         return pa.concat_arrays([first, second]).take(inverse)
 
     return FieldResult(

@@ -65,10 +65,17 @@ def null_strings(length: int) -> pa.Array:
 def trimmed(column: pa.Array) -> pa.Array:
     """Whitespace trimmed; blank becomes null, so that 'missing' has one spelling."""
     text = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(pc.binary_length(text), 0), None, text)
+    blank = pc.equal(pc.binary_length(text), 0)
+    if not pc.any(blank).as_py():  # a column without blanks is kept, not copied
+        return text
+    return pc.if_else(blank, None, text)
 
 
 def reason_where(mask: pa.Array, reason: str) -> pa.Array:
+    """The reason where the mask is true, else null: where it is true nowhere (most checks
+    of most batches), nulls without a column built of them."""
+    if not pc.any(mask).as_py():
+        return null_strings(len(mask))
     return pc.if_else(mask, pa.scalar(reason), pa.scalar(None, pa.string()))
 
 
