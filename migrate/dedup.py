@@ -20,10 +20,12 @@ _SHIFT = np.uint64(31)
 def row_text(batch: pa.RecordBatch) -> pa.Array:
     """The whole row as one string: every column, personal ones too, since two rows that
     differ only in a note are not duplicates. Null and empty stay distinct."""
-    columns = [pc.fill_null(column, "\x00") for column in batch.columns]
-    if len(columns) == 1:
-        return columns[0].cast(pa.string())
-    return pc.binary_join_element_wise(*columns, "\x1f")
+    if batch.num_columns == 1:
+        return pc.fill_null(batch.column(0), "\x00").cast(pa.string())
+    # Nulls written by the join itself, not filled into a copy of each column first.
+    return pc.binary_join_element_wise(
+        *batch.columns, "\x1f", null_handling="replace", null_replacement="\x00"
+    )
 
 
 def row_hashes(text: pa.Array) -> np.ndarray:
