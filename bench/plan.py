@@ -38,6 +38,7 @@ for _path in (REPO, BENCH):
         sys.path.insert(0, str(_path))
 
 # One way of timing whole processes for every benchmark: bench/ingest.py's.
+from ingest import BASELINE_CODE as BARE_READ_CODE  # noqa: E402
 from ingest import Run, Series, run_timed  # noqa: E402
 
 from migrate.cohort.loader import COHORTS  # noqa: E402
@@ -86,6 +87,16 @@ def timed(series: Series, argv: list[str], workdir: Path, out: Path) -> dict[str
         fail(series.name, run)
     series.runs.append(run)
     return counts
+
+
+def bare_read(series: Series, extract: Path, workdir: Path) -> None:
+    """One bare pyarrow read of the extract (bench/ingest.py's baseline): the machine's own
+    speed, beside each plan, so that runs on different machines can be compared."""
+    run = run_timed([sys.executable, "-c", BARE_READ_CODE, str(extract)], workdir)
+    if run.returncode != 0:
+        print()
+        fail(series.name, run)
+    series.runs.append(run)
 
 
 def plan_argv(extract: Path, out: Path) -> list[str]:
@@ -197,6 +208,7 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
         cohort_file = COHORTS.resolve(COHORT).resolve()
 
     plan_full = Series(f"migrate plan ({args.devices:,} devices)")
+    bare = Series(f"bare read_csv ({args.devices:,} devices)")
     plan_small = Series(f"migrate plan ({args.baseline_devices:,} devices)")
     baseline = Series(f"pandas loop ({args.baseline_devices:,} devices)")
     if same_extract:
@@ -214,6 +226,8 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
         plan_counts = timed(plan_full, plan_argv(full.path, full_out), workdir, full_out)
         run = plan_full.runs[-1]
         print(f"  run {i + 1}: plan {run.seconds:7.2f} s (CPU {run.cpu_s:5.2f} s)", end="")
+        bare_read(bare, full.path, workdir)
+        print(f"   bare read {bare.runs[-1].seconds:5.2f} s", end="")
         if with_baseline and i < args.baseline_repeat:
             baseline_counts = timed(baseline, baseline_argv, workdir, baseline_out)
             run = baseline.runs[-1]
@@ -235,7 +249,7 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
             plan_full.peak_bytes < MAX_PEAK_RSS_BYTES
         ),
     }
-    measured = [(plan_full, full)]
+    measured = [(plan_full, full), (bare, full)]
     speedup = None
     if with_baseline:
         speedup = baseline.median_s / plan_small.median_s
@@ -253,6 +267,10 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
             f"{series.name:<38} {series.median_s:>9.2f} {extract.rows / series.median_s:>12,.0f} "
             f"{series.peak_bytes / 1024**2:>12.1f}"
         )
+    print(
+        f"the machine: a bare read_csv of the extract took {bare.median_s:.2f} s; the plan "
+        f"took {plan_full.median_s / bare.median_s:.1f}x that"
+    )
     comparison: dict[str, object] | None = None
     if with_baseline:
         print(
@@ -290,6 +308,8 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
         "repeat": args.repeat,
         "baseline_repeat": args.baseline_repeat,
         "plan": plan_full.summary(rows),
+        "bare_read": bare.summary(rows),
+        "plan_over_bare_read": round(plan_full.median_s / bare.median_s, 2),
         "plan_counts": plan_counts,
     }
     if with_baseline:
