@@ -166,7 +166,12 @@ def rehearse(
     reconciled against it and its extract; the simulator stopped."""
     manifest = examples_dir / "rehearsal.yaml"
     if not manifest.is_file():
-        raise ConfigError(manifest, "no rehearsal manifest (rehearsal.yaml) in this folder")
+        raise ConfigError(
+            manifest,
+            f"no rehearsal manifest here (looked in {examples_dir.resolve()}): run from the "
+            "smets1-migrate checkout, whose examples/ holds it, or name its folder with "
+            "--examples",
+        )
     try:
         rehearsal = _Rehearsal.model_validate(load_yaml(manifest))
     except ValidationError as error:

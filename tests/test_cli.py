@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from migrate.cli import app
@@ -141,6 +142,21 @@ def test_a_rehearsal_cohort_with_no_eligible_installations_is_neither_committed_
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)["extracts"]["secure_moc_installations.csv"]
     assert (run["stage"]["batch"], run["stage"]["requests"], run["commit"]) == (None, 0, None)
+
+
+def test_rehearse_outside_the_checkout_says_where_it_looked_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install .` then `migrate rehearse` from another folder: no traceback, and the
+    way out (the checkout, or --examples)."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["rehearse"])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "no rehearsal manifest here" in message
+    assert "--examples" in message
+    assert str(tmp_path / "examples") in "".join(message.split())  # however it wraps
+    assert not (tmp_path / "rehearsal-output").exists()
 
 
 def test_rehearse_ingests_every_sample_and_the_identity_holds(tmp_path: Path) -> None:
