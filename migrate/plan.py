@@ -15,17 +15,22 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, NotRequired
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from migrate import __version__, json_text
 from migrate.chunks import single
 from migrate.cohort.loader import COHORTS
 from migrate.cohort.spec import CohortRules
+from migrate.config_files import validation_problem
 from migrate.errors import ConfigError
 from migrate.ingest import Ingested, ingest
 from migrate.input_records import input_record, records_beside
@@ -538,12 +543,91 @@ def make_plan(
     return Plan(summary, chunks)
 
 
+class _InputRecord(TypedDict):
+    path: str
+    bytes: int
+    sha256: str
+
+
+class _NamedInputRecord(_InputRecord):
+    name: str
+
+
+class _Tool(TypedDict):
+    name: str
+    version: str
+
+
+class _Schedule(TypedDict):
+    by_supplier: NotRequired[list[dict[str, Any]]]
+
+
+class _Summary(TypedDict):
+    excluded_by_reason: NotRequired[dict[str, int]]
+
+
+class _ExcludedEntry(TypedDict):
+    reasons: NotRequired[list[str]]
+    findings: NotRequired[list[dict[str, Any]]]
+    models: NotRequired[str | None]
+
+
+class _PlanDocument(TypedDict):
+    """The parts of a plan that a report reads, each of the type the plan writes it as. A
+    plan that lacks one, or holds another type there, is refused by name rather than
+    half-rendered: a report made from it would be read as the plan's."""
+
+    tool: _Tool
+    cohort: _NamedInputRecord
+    mapping: _NamedInputRecord
+    extracts: list[_InputRecord]
+    as_of: str
+    ingest: dict[str, Any]
+    summary: _Summary
+    schedule: _Schedule
+    eligible: list[Any]  # hundreds of thousands: checked by `_misshapen_eligible`, 25x faster
+    excluded: list[_ExcludedEntry]
+    quarantine: list[dict[str, Any]]
+
+
+@cache
+def _plan_document() -> TypeAdapter[_PlanDocument]:
+    """Built when a plan is first read, not when `migrate plan` imports this module."""
+    return TypeAdapter(_PlanDocument)
+
+
 def load_plan(path: Path) -> dict[str, object]:
-    """A plan file, checked to be one this version can read."""
+    """A plan file, checked to be one this version can read, with every part a report reads
+    present and of its type."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(path, f"not a readable plan: {error}") from None
     if not isinstance(document, dict) or document.get("plan_version") != PLAN_VERSION:
         raise ConfigError(path, f"not a plan of version {PLAN_VERSION}", key="plan_version")
+    try:
+        _plan_document().validate_python(document, strict=True)
+    except ValidationError as error:
+        key, problem = validation_problem(error)
+        raise ConfigError(path, f"not a whole plan: {problem}", key=key) from None
+    misshapen = _misshapen_eligible(document["eligible"])
+    if misshapen is not None:
+        raise ConfigError(
+            path,
+            "not a whole plan: an eligible entry must be an object, its payload an object and "
+            "its models a string",
+            key=f"eligible.{misshapen}",
+        )
     return document
+
+
+def _misshapen_eligible(entries: list[Any]) -> int | None:
+    """The first eligible entry not of the shape the plan writes, if any."""
+    for index, entry in enumerate(entries):
+        if (
+            type(entry) is not dict
+            or type(entry.get("payload", {})) is not dict
+            or type(entry.get("models")) not in (str, type(None))
+        ):
+            return index
+    return None

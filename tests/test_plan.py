@@ -293,6 +293,52 @@ def test_a_plan_date_after_the_window_is_refused() -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def sample_plan_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("plan") / "plan.json"
+    make_plan([REPO / "examples/landis_ioc_devices.csv"], "landis_ioc_devices", "ioc").write(out)
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("damage", "key"),
+    [
+        (lambda plan: plan.pop("cohort"), "'cohort'"),
+        (lambda plan: plan["mapping"].pop("sha256"), "'mapping.sha256'"),
+        (lambda plan: plan["extracts"][0].update(bytes="12"), "'extracts.0.bytes'"),
+        (lambda plan: plan.update(excluded={}), "'excluded'"),
+        (lambda plan: plan["excluded"][2].update(findings="x"), "'excluded.2.findings'"),
+        (lambda plan: plan["excluded"][0].update(reasons=[1]), "'excluded.0.reasons.0'"),
+        (lambda plan: plan["summary"].update(excluded_by_reason={"DORMANT": "3"}), "'summary."),
+        (lambda plan: plan["eligible"].insert(5, [1]), "'eligible.5'"),
+        (lambda plan: plan["eligible"][7].update(payload=None), "'eligible.7'"),
+        (lambda plan: plan["eligible"][9].update(models=3), "'eligible.9'"),
+    ],
+)
+def test_load_plan_refuses_a_plan_missing_a_part_or_with_one_of_another_type(
+    sample_plan_text: str, tmp_path: Path, damage: Callable[[dict], object], key: str
+) -> None:
+    """What a report reads must be there and of its type: a plan cut short or edited by hand
+    is refused by name (a clean error, exit 2), never half rendered or a traceback."""
+    document = json.loads(sample_plan_text)
+    damage(document)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="not a whole plan") as refused:
+        load_plan(path)
+    assert key in str(refused.value)
+    result = CliRunner().invoke(app, ["report", str(path), "--html", str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    assert "not a whole plan" in " ".join(result.stderr.split())
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_load_plan_takes_a_whole_plan(sample_plan_text: str, tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(sample_plan_text)
+    assert load_plan(path) == json.loads(sample_plan_text)
+
+
 def test_load_plan_refuses_what_is_not_a_plan(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text('{"plan_version": 99}')
