@@ -1148,15 +1148,35 @@ def sim_extract(
 
 
 def internal_error_text(error: Exception) -> str:
-    """What an unexpected error shows. A database's error says only its first line: the
-    lines after it may echo the failing row (PostgreSQL's DETAIL: MPANs, installation ids)."""
+    """What an unexpected error shows, in a line an engineer pastes into a ticket: its type
+    and where it was raised, not its message, which may quote a value from the extract (an
+    MPAN in a ValueError). A database's error says only its first line: the lines after it
+    may echo the failing row (PostgreSQL's DETAIL). An operating system's error says its
+    cause (a full disk), without the file's name. The whole message and traceback are one
+    rerun away, with --log-level DEBUG."""
     # SQLAlchemy's DBAPIError, known by its `orig` (the driver's error), without importing
     # SQLAlchemy: commands that never touch the store do not pay for it.
     orig = getattr(error, "orig", None)
     if type(error).__module__.startswith("sqlalchemy") and isinstance(orig, Exception):
         lines = str(orig).splitlines()
         return f"{type(orig).__name__}: {lines[0] if lines else ''}"
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{type(error).__name__}: {error.strerror} {_raised_at(error)}"
+    return f"{type(error).__name__} {_raised_at(error)}"
+
+
+def _raised_at(error: BaseException) -> str:
+    """Where the error was raised: the innermost frame in the toolkit's own code, else the
+    innermost of all (file name, line, function)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "(where is not known)"
+    package = f"{os.sep}migrate{os.sep}"
+    ours = [frame for frame in frames if package in frame.filename]
+    frame = (ours or frames)[-1]
+    module = frame.filename.rpartition(package)[2] if ours else Path(frame.filename).name
+    where = f"migrate/{module}" if ours else module
+    return f"at {where}:{frame.lineno} in {frame.name}"
 
 
 class _WithoutPandas:

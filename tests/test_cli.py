@@ -282,3 +282,45 @@ def test_the_real_command_keeps_its_output_and_exit_code(
     assert "pyarrow.lib" in done.stderr and "pandas.core" not in done.stderr
     if sys.platform == "linux":
         assert '"memory_pool": "jemalloc"' in done.stderr
+
+
+UNEXPECTED = """\
+import sys
+import migrate.api
+
+def ingest(*args, **kwargs):
+    raise ValueError("cannot place MPAN 1312345678907 of Jane Doe")
+
+migrate.api.ingest = ingest
+from migrate.cli import main
+extract, out, *options = sys.argv[1:]
+sys.argv = ["migrate", *options, "ingest", extract, "--mapping", "landis_ioc_devices", "-o", out]
+main()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_internal_error_names_its_type_and_place_never_its_message(
+    tmp_path: Path, examples: Path, debug: bool
+) -> None:
+    """The line an engineer pastes into a ticket: exit 3, the error's type and where it was
+    raised, and not its message, which may hold a value from the extract. The message and
+    traceback come with --log-level DEBUG, asked for."""
+    import subprocess
+    import sys
+
+    options = ["--log-level", "DEBUG"] if debug else []
+    extract = str(examples / "landis_ioc_devices.csv")
+    done = subprocess.run(
+        [sys.executable, "-c", UNEXPECTED, extract, str(tmp_path), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    last = " ".join(done.stderr.split("internal error:")[-1].split())
+    assert last.startswith("ValueError at migrate/cli.py:"), last
+    assert "in ingest" in last and "--log-level DEBUG" in last
+    assert "1312345678907" not in last and "Jane" not in last
+    assert ("Traceback" in done.stderr) is debug
+    assert ("1312345678907" in done.stderr) is debug
