@@ -134,11 +134,20 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+# The longest error message kept from the DCC: it goes into logs and the audit log.
+MESSAGE_CHARS = 200
+
+
 def error_message(document: object) -> str:
-    """The server's `{"error": ...}` message, or the start of the document if it sent another."""
+    """The server's `{"error": ...}` message. Of a reply without one, only its shape: the
+    DCC may echo a request back, and a request holds MPANs and device ids, which are kept
+    out of logs."""
     if isinstance(document, dict) and isinstance(document.get("error"), str):
-        return document["error"]
-    return str(document)[:200]
+        return document["error"][:MESSAGE_CHARS]
+    if isinstance(document, dict):
+        keys = ", ".join(sorted(str(key) for key in document)[:10])[:MESSAGE_CHARS]
+        return f"a reply without an error message (keys: {keys or 'none'})"
+    return f"a reply without an error message (a JSON {type(document).__name__})"
 
 
 def status_error(
@@ -225,11 +234,13 @@ def parse_inventory_lines(lines: Iterable[str | bytes], what: str) -> Iterator[d
 
 
 def _error_message(response: httpx.Response) -> str:
-    """The message of an HTTP error reply, or the start of its body if that is not JSON."""
+    """The message of an HTTP error reply; of a body that is not JSON (a proxy's error page),
+    its type and size, not its text."""
     try:
         document = response.json()
     except (ValueError, UnicodeDecodeError):
-        return response.text[:200] or response.reason_phrase
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        return f"{response.reason_phrase} ({kind[:60]}, {len(response.content)} bytes)"
     return error_message(document)
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from processes import simulator_thread
 
@@ -27,6 +28,7 @@ from migrate.commit import (
     Submission,
     retrying,
 )
+from migrate.commit.gateway import _check_status as check_status
 from migrate.errors import TerminalError, TransientError
 
 T = TypeVar("T")
@@ -331,3 +333,46 @@ def test_a_payload_given_as_text_is_sent_byte_for_byte() -> None:
     assert text.encode() in body
     assert json.loads(body) == json.loads(requests_body([as_dict]))
     assert json.loads(body)["requests"][0]["supplier_mpid"] is None
+
+
+@pytest.mark.parametrize(
+    ("response", "shown", "kept_out"),
+    [
+        (
+            httpx.Response(503, json={"error": "the DCC is down for maintenance"}),
+            "the DCC is down for maintenance",
+            None,
+        ),
+        (
+            httpx.Response(400, json={"request": {"mpan_core": "1312345678907"}, "code": 7}),
+            "a reply without an error message (keys: code, request)",
+            "1312345678907",
+        ),
+        (
+            httpx.Response(502, json=[{"mpan_core": "1312345678907"}]),
+            "a reply without an error message (a JSON list)",
+            "1312345678907",
+        ),
+        (
+            httpx.Response(
+                502,
+                content=b"<html>bad gateway for 1312345678907</html>",
+                headers={"content-type": "text/html; charset=utf-8"},
+            ),
+            "Bad Gateway (text/html, 42 bytes)",
+            "1312345678907",
+        ),
+        (httpx.Response(500, json={"error": "x" * 5000}), "x" * 200, "x" * 201),
+    ],
+)
+def test_an_error_reply_shows_its_message_never_an_echo_of_the_request(
+    response: httpx.Response, shown: str, kept_out: str | None
+) -> None:
+    """What the DCC replies goes into the retry log, the command's last line and the audit
+    log: its own error message, bounded, or the reply's shape; never a body that may echo a
+    request's MPANs."""
+    with pytest.raises((GatewayUnavailable, GatewayRejected)) as caught:
+        check_status(response, "submit")
+    assert shown in str(caught.value)
+    if kept_out is not None:
+        assert kept_out not in str(caught.value)
