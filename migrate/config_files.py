@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from migrate.errors import ConfigError
+from migrate.input_records import input_record
 
 
 def own_folders(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
@@ -29,18 +30,40 @@ def own_folders(kind: str, explicit: Path | None, from_env: str | None) -> list[
     return folders
 
 
-def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
-    """Where files of a kind are looked for, in order: the explicit folder, the
-    environment's, ./<kind>, and the copies bundled with the package (so that an installed
-    toolkit works anywhere, and a local folder adds to the shipped files, not hides them)."""
-    folders = own_folders(kind, explicit, from_env)
+def shipped_folder(kind: str) -> Path | None:
+    """The files of a kind that come with the toolkit, where this installation keeps them."""
     bundled = Path(str(resources.files("migrate") / "bundled" / kind))
     # An editable install runs from the source tree, where the files sit beside the package.
     source = Path(str(resources.files("migrate"))).parent / kind
     for shipped in (bundled, source):
         if shipped.is_dir():
-            folders.append(shipped)
-            break
+            return shipped
+    return None
+
+
+# How an input record names a shipped file: by its place among the shipped files.
+SHIPPED = "shipped:"
+SHIPPED_KINDS = ("mappings", "cohorts")
+
+
+def recorded_file(recorded: str) -> Path:
+    """The file an input record names (`ConfigKind.record`): a shipped one is looked for
+    among this installation's shipped files."""
+    kind, _, name = recorded.removeprefix(SHIPPED).partition("/")
+    shipped = shipped_folder(kind) if recorded.startswith(SHIPPED) else None
+    if shipped is None or kind not in SHIPPED_KINDS or not name:
+        return Path(recorded)
+    return shipped / name
+
+
+def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
+    """Where files of a kind are looked for, in order: the explicit folder, the
+    environment's, ./<kind>, and the copies bundled with the package (so that an installed
+    toolkit works anywhere, and a local folder adds to the shipped files, not hides them)."""
+    folders = own_folders(kind, explicit, from_env)
+    shipped = shipped_folder(kind)
+    if shipped is not None:
+        folders.append(shipped)
     unique: list[Path] = []
     for folder in folders:
         if not any(folder.resolve() == seen.resolve() for seen in unique):
@@ -183,6 +206,24 @@ class ConfigKind(Generic[M]):
             "are never rewritten)",
             key=self.noun,
         )
+
+    def record(self, path: Path) -> dict[str, object]:
+        """The input record of a file of this kind (`input_records.input_record`). A shipped
+        file outside the working folder is named by its place among the shipped files
+        (`shipped:mappings/landis_ioc_devices.yaml`), not by where this installation keeps
+        them: a plan then reads the same on every machine, and stages on any machine with
+        the same toolkit (its SHA-256 still has to match)."""
+        record = input_record(path)
+        shipped = shipped_folder(self.folder)
+        where = path.resolve()
+        if (
+            shipped is not None
+            and Path(str(record["path"])).is_absolute()
+            and where.is_relative_to(shipped.resolve())
+        ):
+            inside = where.relative_to(shipped.resolve()).as_posix()
+            record["path"] = f"{SHIPPED}{self.folder}/{inside}"
+        return record
 
     def available(self, directory: Path | None = None) -> list[str]:
         """Every name found on the search path (an earlier folder's file wins)."""

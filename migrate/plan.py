@@ -33,7 +33,7 @@ from migrate.cohort.spec import CohortRules
 from migrate.config_files import validation_problem
 from migrate.errors import ConfigError
 from migrate.ingest import Ingested, ingest
-from migrate.input_records import input_record, records_beside
+from migrate.input_records import records_beside
 from migrate.mapping.loader import MAPPINGS
 from migrate.model import PAYLOAD_DEVICE_FIELDS as DEVICE_FIELDS
 from migrate.validate import DeviceModels, Validation, validate
@@ -516,8 +516,8 @@ def make_plan(
     head: dict[str, object] = {
         "plan_version": PLAN_VERSION,
         "tool": {"name": "smets1-migrate", "version": __version__},
-        "cohort": {"name": rules.name, **input_record(cohort_path)},
-        "mapping": {"name": mapping_path.stem, **input_record(mapping_path)},
+        "cohort": {"name": rules.name, **COHORTS.record(cohort_path)},
+        "mapping": {"name": mapping_path.stem, **MAPPINGS.record(mapping_path)},
         "extracts": records,
         "as_of": start.isoformat(),
         "device_fields": list(DEVICE_FIELDS),

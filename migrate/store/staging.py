@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, String, insert, select
 
 from migrate import json_text
 from migrate.cohort.loader import COHORTS
+from migrate.config_files import recorded_file
 from migrate.errors import InputError, TerminalError
 from migrate.input_records import file_digest
 from migrate.plan import (
@@ -142,7 +143,7 @@ def check_inputs(plan: dict[str, Any], plan_path: Path) -> None:
     """Every input the plan was made from, unchanged: same bytes, same SHA-256."""
     changed, missing = [], []
     for record in [plan["cohort"], plan["mapping"], *plan["extracts"]]:
-        path = Path(record["path"])
+        path = recorded_file(record["path"])
         if not path.is_file():
             missing.append(path)
         elif file_digest(path) != record["sha256"]:
@@ -353,7 +354,7 @@ def stage(
     check_inputs(plan, plan_path)
     # The cohort file as the plan was made with it (its bytes were just checked): the batch
     # keeps its limits, so that later edits to the file do not change a planned batch.
-    rules = COHORTS.load_file(Path(plan["cohort"]["path"]))
+    rules = COHORTS.load_file(recorded_file(plan["cohort"]["path"]))
     plan_sha = file_digest(plan_path)
     cohort = plan["cohort"]["name"]
     batch = require_name(batch or f"{cohort}-{plan_sha[:12]}", "batch")

@@ -13,7 +13,7 @@ from alembic import command
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from migrate import api
+from migrate import api, config_files
 from migrate.errors import ConfigError, InputError
 from migrate.plan import make_plan
 from migrate.store import audit_log
@@ -270,6 +270,45 @@ def test_a_plan_staged_from_another_folder_says_where_its_paths_start(  # type: 
     assert f"not from here ({elsewhere})" in message
     assert "run `migrate stage` from that folder" in message
     assert _count(store, requests) == 0
+
+
+def test_a_plan_names_the_toolkits_own_files_so_that_it_stages_on_another_installation(  # type: ignore[no-untyped-def]
+    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made outside a checkout, a plan's shipped cohort and mapping are named by their place
+    among the shipped files, not by this installation's folder: the same bytes on every
+    machine, and staged by another installation of the same toolkit (here, a copy of the
+    shipped files elsewhere), their SHA-256 still checked."""
+    made_in = tmp_path / "made-in"
+    made_in.mkdir()
+    shutil.copy(REPO / "examples" / "secure_moc_installations.csv", made_in / "secure.csv")
+    monkeypatch.chdir(made_in)
+    plan_path = made_in / "plan.json"
+    make_plan([Path("secure.csv")], "secure_moc_installations", "moc").write(plan_path)
+    head = json.loads(plan_path.read_text())
+    assert head["cohort"]["path"] == "shipped:cohorts/moc.yaml"
+    assert head["mapping"]["path"] == "shipped:mappings/secure_moc_installations.yaml"
+
+    other = tmp_path / "other-installation"
+    for kind in ("cohorts", "mappings"):
+        shutil.copytree(config_files.shipped_folder(kind), other / kind)  # type: ignore[arg-type]
+    monkeypatch.setattr(config_files, "shipped_folder", lambda kind: other / kind)
+    batch = stage(store, plan_path, actor="tester", key=None)
+    assert _count(store, requests) == batch.requests > 0
+
+    (other / "cohorts" / "moc.yaml").write_text(
+        (other / "cohorts" / "moc.yaml").read_text() + "\n# edited\n"
+    )
+    with pytest.raises(StalePlan, match=r"moc.yaml \(changed\)"):
+        stage(store, plan_path, actor="tester", key=None, batch="again")
+
+
+def test_an_input_record_names_a_shipped_file_only_among_the_shipped_kinds() -> None:
+    shipped = config_files.shipped_folder("cohorts")
+    assert shipped is not None
+    assert config_files.recorded_file("shipped:cohorts/ioc.yaml") == shipped / "ioc.yaml"
+    for recorded in ("shipped:elsewhere/x.yaml", "shipped:cohorts", "cohorts/ioc.yaml"):
+        assert config_files.recorded_file(recorded) == Path(recorded)
 
 
 def test_the_audit_log_names_the_first_altered_record(store, plan_file: Path) -> None:  # type: ignore[no-untyped-def]
