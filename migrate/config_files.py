@@ -49,11 +49,11 @@ SHIPPED_KINDS = ("mappings", "cohorts")
 def recorded_file(recorded: str) -> Path:
     """The file an input record names (`ConfigKind.record`): a shipped one is looked for
     among this installation's shipped files."""
-    kind, _, name = recorded.removeprefix(SHIPPED).partition("/")
-    shipped = shipped_folder(kind) if recorded.startswith(SHIPPED) else None
-    if shipped is None or kind not in SHIPPED_KINDS or not name:
+    if not recorded.startswith(SHIPPED):
         return Path(recorded)
-    return shipped / name
+    kind, _, name = recorded.removeprefix(SHIPPED).partition("/")
+    shipped = shipped_folder(kind) if kind in SHIPPED_KINDS and name else None
+    return Path(recorded) if shipped is None else shipped / name
 
 
 def search_path(kind: str, explicit: Path | None, from_env: str | None) -> list[Path]:
@@ -215,14 +215,11 @@ class ConfigKind(Generic[M]):
         the same toolkit (its SHA-256 still has to match)."""
         record = input_record(path)
         shipped = shipped_folder(self.folder)
-        where = path.resolve()
-        if (
-            shipped is not None
-            and Path(str(record["path"])).is_absolute()
-            and where.is_relative_to(shipped.resolve())
-        ):
-            inside = where.relative_to(shipped.resolve()).as_posix()
-            record["path"] = f"{SHIPPED}{self.folder}/{inside}"
+        if shipped is None or not Path(str(record["path"])).is_absolute():
+            return record  # below the working folder: named from there
+        where, root = path.resolve(), shipped.resolve()
+        if where.is_relative_to(root):
+            record["path"] = f"{SHIPPED}{self.folder}/{where.relative_to(root).as_posix()}"
         return record
 
     def available(self, directory: Path | None = None) -> list[str]:
