@@ -7,8 +7,8 @@ outcomes until none is pending. What commit adds on top of this is its own cost.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import httpx
@@ -54,4 +54,10 @@ def main(store_url: str, batch: str, gateway: str, chunk: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store_url", help="the store holding the staged batch")
+    parser.add_argument("batch", help="the batch whose requests are sent")
+    parser.add_argument("gateway_url", help="the DCC simulator")
+    parser.add_argument("chunk", type=int, help="requests per POST")
+    args = parser.parse_args()
+    main(args.store_url, args.batch, args.gateway_url, args.chunk)
