@@ -22,6 +22,7 @@ from migrate.report.dry_run import (
     render_html,
     write_csvs,
 )
+from migrate.report.page import PAGE_ROWS
 
 REPO = Path(__file__).resolve().parent.parent.parent
 GOLDEN = REPO / "tests" / "golden" / "dry_run_report_moc.json"
@@ -52,6 +53,8 @@ def _repo_path(value: str | None) -> str | None:
     relative to the repository when it is inside it."""
     if value is None:
         return None
+    if value.startswith("shipped:"):  # a shipped cohort or mapping, planned outside the repo
+        return value.removeprefix("shipped:")
     path = Path(value).resolve()
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else value
 
@@ -222,3 +225,45 @@ def test_an_empty_plan_still_reports(plan: dict[str, Any], tmp_path: Path) -> No
     assert "check" in render_html(report)
     for path in write_csvs(report, tmp_path):
         assert len(path.read_text().splitlines()) == 1
+
+
+def _table_rows(page: str, section: str) -> tuple[list[str], list[str]]:
+    """The rows of a section's table laid out at once, and those waiting in its template."""
+    body = page.split(f'<section id="{section}"', 1)[1].split("<tbody>", 1)[1]
+    body = body.split("</tbody>", 1)[0]
+    live, _, waiting = body.partition("<template data-more-rows>")
+    return re.findall(r"<tr>", live), re.findall(r"<tr>", waiting)
+
+
+def test_a_long_table_lays_out_one_page_and_keeps_the_rest_for_the_script(
+    plan: dict[str, Any],
+) -> None:
+    """A national cohort's tens of thousands of excluded installations: only the first page is
+    laid out (a browser took over a minute over 80,000 rows); every other row is in the page,
+    escaped like the first, in a template the script pages through."""
+    big = copy.deepcopy(plan)
+    first = big["excluded"][0]
+    count = 2 * PAGE_ROWS + 7
+    big["excluded"] = [
+        {**first, "installation_id": f"{first['installation_id']}-{index:05d}"}
+        for index in range(count)
+    ]
+    big["excluded"][-1]["installation_id"] = HOSTILE[0]
+    big["quarantine"] = big["quarantine"][:3]
+    page = render_html(build_report(big))
+    live, waiting = _table_rows(page, "excluded")
+    assert (len(live), len(waiting)) == (PAGE_ROWS, count - PAGE_ROWS)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert" not in page
+    assert f"shows the first {PAGE_ROWS} of {count:,}" in " ".join(page.split())
+    assert f'data-page-rows="{PAGE_ROWS}"' in page
+    live, waiting = _table_rows(page, "quarantine")  # short: laid out whole, no template
+    assert (len(live), len(waiting)) == (3, 0)
+
+
+def test_a_short_table_is_laid_out_whole(report: dict[str, Any]) -> None:
+    page = render_html(report)
+    assert len(report["excluded"]) < PAGE_ROWS
+    live, waiting = _table_rows(page, "excluded")
+    assert (len(live), len(waiting)) == (len(report["excluded"]), 0)
+    assert "<noscript>" not in page
