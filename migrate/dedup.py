@@ -28,6 +28,12 @@ def row_text(batch: pa.RecordBatch) -> pa.Array:
     )
 
 
+# The most bytes of rows padded together. Padded to the batch's longest row, a batch of
+# 87,000 rows with one 60 KB note took 5 GB (beyond what one Arrow string array holds):
+# rows are then hashed in groups of like length, each padded within this.
+PADDED_BYTES = 1 << 26
+
+
 def row_hashes(text: pa.Array) -> np.ndarray:
     """A 64-bit hash of each string, mixed 8 bytes at a time; the same string hashes alike
     in any batch, whatever the batch's width."""
@@ -35,7 +41,29 @@ def row_hashes(text: pa.Array) -> np.ndarray:
         return np.empty(0, dtype=np.uint64)
     text = text.cast(pa.string())
     lengths = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.uint64)
-    width = max(8, int(-(-int(lengths.max()) // 8) * 8))
+    if len(text) * _padded_width(int(lengths.max())) <= PADDED_BYTES:  # the usual batch
+        return _padded_hashes(text, lengths)
+    order = np.argsort(lengths, kind="stable")
+    ordered = lengths[order]
+    widths = np.maximum(8, -(-ordered.astype(np.int64) // 8) * 8)
+    digest = np.empty(len(text), dtype=np.uint64)
+    start = 0
+    while start < len(order):
+        # The rows from `start` that fit, padded to the longest of them (at least one row).
+        cost = np.arange(1, len(order) - start + 1) * widths[start:]
+        stop = start + max(1, int(np.searchsorted(cost, PADDED_BYTES, side="right")))
+        rows = order[start:stop]
+        digest[rows] = _padded_hashes(text.take(pa.array(rows)), lengths[rows])
+        start = stop
+    return digest
+
+
+def _padded_width(longest: int) -> int:
+    return max(8, -(-longest // 8) * 8)
+
+
+def _padded_hashes(text: pa.Array, lengths: np.ndarray) -> np.ndarray:
+    width = _padded_width(int(lengths.max()))
     padded = pc.ascii_rpad(text, width=width, padding="\x00")
     offsets = np.frombuffer(
         padded.buffers()[1], dtype=np.int32, count=len(padded) + 1, offset=padded.offset * 4
