@@ -557,7 +557,8 @@ def _render_commit(result: CommitResult, json_output: bool) -> int:
         (tally.conflicts, "key conflicts"),
         (tally.rejected, "refused by the DCC"),
         (tally.adopted, "adopted from stopped workers"),
-        (tally.released, "released unsent"),
+        (tally.released, "released unanswered"),
+        (tally.unanswered, "of those, sent and the answer lost (the DCC may hold them)"),
         (tally.unknown, "unknown to the DCC, sent again"),
     ):
         if count:

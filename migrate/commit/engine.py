@@ -45,7 +45,7 @@ from migrate.store.bulk import driver_value, execute_many
 from migrate.store.moves import Move, apply_moves, current_states
 from migrate.store.schema import attempts, batches, requests
 from migrate.store.snapshot import reader
-from migrate.store.states import RequestState
+from migrate.store.states import UNANSWERED, RequestState
 
 log = get_logger(__name__)
 S = RequestState
@@ -133,6 +133,7 @@ class Tally:
     requeued: int = 0
     unknown: int = 0
     released: int = 0  # claimed, then back to STAGED without the DCC's answer
+    unanswered: int = 0  # of released: sent, the answer lost; the DCC may hold them
     adopted: int = 0
     overtaken: int = 0
 
@@ -166,7 +167,12 @@ class CommitResult:
 
 
 class Stopping(Exception):
-    """Raised out of a backoff wait when the run is asked to stop."""
+    """Raised out of a backoff wait when the run is asked to stop. `maybe_held`: a try
+    before the wait may have reached the DCC, its answer lost."""
+
+    def __init__(self, *, maybe_held: bool = False) -> None:
+        super().__init__("the run was asked to stop")
+        self.maybe_held = maybe_held
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,15 @@ _Answer = Receipt | GatewayRejected | _Unsent
 def _first_unsent(answers: Sequence[_Answer]) -> _Unsent | None:
     """Why part of a chunk was not sent, if it was not."""
     return next((a for a in answers if isinstance(a, _Unsent)), None)
+
+
+def _never_sent(why: _Unsent) -> _Unsent:
+    """The same reason, for requests that were never sent: the DCC cannot hold them."""
+    if isinstance(why, Stopping):
+        return Stopping()
+    return GatewayUnavailable(
+        str(why), status=why.status, retry_after=why.retry_after, maybe_held=False
+    )
 
 
 @dataclass(frozen=True)
@@ -529,16 +544,31 @@ class _Worker:
         part of a split chunk is answered, its receipts are kept whatever follows: the parts
         after the DCC went away are not sent, and stand as the reason why (their capacity
         is given back; the answered part's is spent, as at the DCC)."""
+        held = False  # whether a try of this chunk may have reached the DCC unanswered
+
+        def send() -> list[Receipt]:
+            nonlocal held
+            try:
+                return self.gateway.submit(chunk)
+            except GatewayUnavailable as error:
+                held = held or error.maybe_held
+                raise
+
         try:
-            return list(self._retrying(lambda: self.gateway.submit(chunk)))  # type: ignore[call-overload]
+            return list(self._retrying(send))  # type: ignore[call-overload]
         except GatewayRejected as error:
             if len(chunk) == 1:
                 return [error]
+        except GatewayUnavailable as error:
+            error.maybe_held = held  # the last try's failure may hide an earlier lost answer
+            raise
+        except Stopping:
+            raise Stopping(maybe_held=held) from None
         middle = len(chunk) // 2
         first = self._submit(chunk[:middle])
         unsent = _first_unsent(first)
-        if unsent is not None:
-            return [*first, *[unsent] * (len(chunk) - middle)]
+        if unsent is not None:  # the second half was never sent
+            return [*first, *[_never_sent(unsent)] * (len(chunk) - middle)]
         try:
             return [*first, *self._submit(chunk[middle:])]
         except (GatewayUnavailable, Stopping) as error:
@@ -548,9 +578,9 @@ class _Worker:
         """Why a claimed chunk must not be sent after all: the run is stopping, or the DCC
         stayed unavailable for the chunk before it (or earlier)."""
         if isinstance(answered, GatewayUnavailable):
-            return answered
+            return _never_sent(answered)
         if self.unavailable is not None:
-            return GatewayUnavailable(self.unavailable)
+            return GatewayUnavailable(self.unavailable, maybe_held=False)
         if self.stop.is_set():
             return Stopping()
         return None
@@ -611,13 +641,17 @@ class _Worker:
         self.on_sent(len(flight.held))
 
     def _release(self, held: Sequence[_Held], *, day: dt.date | None, why: BaseException) -> None:
-        """Back to STAGED what was never answered, with its capacity given back."""
+        """Back to STAGED what was never answered, with its capacity given back. A send whose
+        answer may have been lost is recorded as UNANSWERED: the DCC may hold it, so it must
+        not be withdrawn until the DCC has answered for it (`interventions.withdraw`)."""
         if not isinstance(why, GatewayUnavailable):
             outcome, reason = STOPPED, STOPPED
         elif why.status == 429:
             outcome, reason = "OVER_CAPACITY", DCC_CAPACITY
         else:
             outcome, reason = "UNAVAILABLE", DCC_UNAVAILABLE
+        if getattr(why, "maybe_held", False):
+            outcome = UNANSWERED
         with self.engine.begin() as connection:
             moved = self._apply(
                 connection,
@@ -643,6 +677,8 @@ class _Worker:
                     Counter(h.supplier or NO_SUPPLIER for h in held if h.key in released),
                 )
         self.tally.released += len(moved)
+        if outcome == UNANSWERED:
+            self.tally.unanswered += len(moved)
         log.warning("commit.released", batch=self.batch.name, requests=len(moved), why=outcome)
 
     def _finish_attempts(

@@ -158,7 +158,9 @@ class FileDropGateway:
         try:
             write_atomically(self.outbox / name, [body])
         except OSError as exc:
-            raise GatewayUnavailable(f"{OUTBOX}/{name}: could not be written: {exc}") from exc
+            raise GatewayUnavailable(
+                f"{OUTBOX}/{name}: could not be written: {exc}", maybe_held=False
+            ) from exc
         what = f"{INBOX}/{name}"
         status, body, retry_after = _open_envelope(self._await_answer(name), what)
         if not 200 <= status < 300:
@@ -192,7 +194,9 @@ class FileDropGateway:
             return GatewayUnavailable(f"{what}: taken by the DCC, {waited}")
         except OSError as exc:
             return GatewayUnavailable(f"{what}: {waited}, and it could not be withdrawn: {exc}")
-        return GatewayUnavailable(f"{what}: not taken by the DCC, {waited}; withdrawn")
+        return GatewayUnavailable(
+            f"{what}: not taken by the DCC, {waited}; withdrawn", maybe_held=False
+        )
 
     def submit(self, chunk: Sequence[Submission]) -> list[Receipt]:
         """Submit a chunk; one receipt per submission, in order. The DCC stores the chunk

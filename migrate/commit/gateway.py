@@ -91,14 +91,23 @@ class GatewayUnavailable(TransientError):
 
     `status` is the HTTP status when there was one (None for a timeout or a dropped
     connection); `retry_after` is the server's Retry-After in seconds, when it sent one.
+    `maybe_held`: whether the DCC may have taken what was sent, its answer lost (a timeout
+    while waiting, a dropped connection); False only where the failure shows it did not
+    (no connection made, a 429 or 503 answer, a file the DCC never took).
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_held: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.maybe_held = maybe_held
 
 
 class GatewayRejected(TerminalError):
@@ -157,10 +166,13 @@ def status_error(
     transient (429 with its Retry-After); any other status means the request must change."""
     if status == 429:
         return GatewayUnavailable(
-            f"{what}: HTTP 429: {message}", status=429, retry_after=retry_after
+            f"{what}: HTTP 429: {message}", status=429, retry_after=retry_after, maybe_held=False
         )
     if status >= 500:
-        return GatewayUnavailable(f"{what}: HTTP {status}: {message}", status=status)
+        # 503: the DCC turned the call away; another 5xx may come after it stored the chunk.
+        return GatewayUnavailable(
+            f"{what}: HTTP {status}: {message}", status=status, maybe_held=status != 503
+        )
     return GatewayRejected(status, f"{what}: {message}")
 
 
@@ -252,6 +264,10 @@ def _check_status(response: httpx.Response, what: str) -> None:
         raise status_error(status, what, _error_message(response), retry_after)
 
 
+# Failures before a request left: no connection was made, so the DCC cannot hold it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 class HttpGateway:
     """The gateway over HTTP (httpx), with explicit timeouts and a pooled, kept-alive client.
 
@@ -300,12 +316,17 @@ class HttpGateway:
                 path, content=body, headers={"Content-Type": "application/json"}
             )
         except httpx.TimeoutException as exc:
-            raise GatewayUnavailable(f"{what}: timed out ({type(exc).__name__})") from exc
+            raise GatewayUnavailable(
+                f"{what}: timed out ({type(exc).__name__})",
+                maybe_held=not isinstance(exc, NOT_SENT),
+            ) from exc
         except httpx.UnsupportedProtocol as exc:
             raise GatewayProtocolError(f"{what}: {exc}") from exc
         except httpx.TransportError as exc:
             # ConnectError, ReadError, RemoteProtocolError (a dropped connection), ...
-            raise GatewayUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+            raise GatewayUnavailable(
+                f"{what}: {type(exc).__name__}: {exc}", maybe_held=not isinstance(exc, NOT_SENT)
+            ) from exc
         _check_status(response, what)
         try:
             return response.json()

@@ -5,17 +5,18 @@ the go-live. Each is audited under the engineer's name, in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, Row, and_, func, select
 
 from migrate.errors import ConfigError
 from migrate.store import audit_log
 from migrate.store.engine import require_current
 from migrate.store.moves import LOOKUP, Move, apply_moves
-from migrate.store.schema import batches, requests
-from migrate.store.states import RequestState
+from migrate.store.schema import attempts, batches, requests
+from migrate.store.states import UNANSWERED, RequestState
 
 S = RequestState
 
@@ -56,13 +57,56 @@ def requeue_failed(
 def withdraw(
     engine: Engine, batch: str, *, installations: Sequence[str], actor: str, key: bytes | None
 ) -> Intervention:
-    """STAGED requests of the named installations out of the go-live (WITHDRAWN is final)."""
+    """STAGED requests of the named installations out of the go-live (WITHDRAWN is final).
+
+    Not one whose last send went unanswered: the DCC may hold it and migrate it still, and
+    a new request for its installation (a new plan, once this one is withdrawn) would then
+    enrol it twice. The next commit resends it with its key and learns the DCC's answer."""
     if not installations:
         raise ConfigError(None, "name the installations to withdraw", key="installation")
     return _move(
         engine, batch, S.STAGED, S.WITHDRAWN, reasons=(), installations=installations,
-        actor=actor, key=key, command="withdraw",
+        actor=actor, key=key, command="withdraw", refuse=_maybe_held,
     )  # fmt: skip
+
+
+def _maybe_held(connection: Connection, batch: str, found: Sequence[Row[Any]]) -> None:
+    """Refuse requests whose last send's answer was lost (see `withdraw`)."""
+    keys = [row.idempotency_key for row in found]
+    held: set[str] = set()
+    for start in range(0, len(keys), LOOKUP):
+        part = keys[start : start + LOOKUP]
+        last = (
+            select(attempts.c.idempotency_key, func.max(attempts.c.attempt).label("attempt"))
+            .where(attempts.c.idempotency_key.in_(part))
+            .group_by(attempts.c.idempotency_key)
+            .subquery()
+        )
+        held.update(
+            connection.execute(
+                select(attempts.c.idempotency_key)
+                .join(
+                    last,
+                    and_(
+                        attempts.c.idempotency_key == last.c.idempotency_key,
+                        attempts.c.attempt == last.c.attempt,
+                    ),
+                )
+                .where(attempts.c.outcome == UNANSWERED)
+            ).scalars()
+        )
+    if held:
+        ids = sorted(row.installation_id for row in found if row.idempotency_key in held)
+        shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+        raise ConfigError(
+            None,
+            f"{len(ids)} installation(s) were sent to the DCC and the answer was lost, so the "
+            "DCC may hold their requests: withdrawn, one could still migrate there, and a new "
+            f"request for it would enrol it twice. Run `migrate commit --batch {batch}` to "
+            "learn the DCC's answer (it resends with the same keys), then withdraw what is "
+            f"still STAGED: {shown}",
+            key="installation",
+        )
 
 
 def _move(
@@ -76,6 +120,7 @@ def _move(
     actor: str,
     key: bytes | None,
     command: str,
+    refuse: Callable[[Connection, str, Sequence[Row[Any]]], None] | None = None,
 ) -> Intervention:
     require_current(engine)
     with engine.begin() as connection:
@@ -105,6 +150,8 @@ def _move(
                     f"{batch!r} (see `migrate status --batch {batch}`): {shown}",
                     key="installation",
                 )
+        if refuse is not None:
+            refuse(connection, batch, found)
         moves = [
             Move(row.idempotency_key, batch, row.installation_id, source, target,
                  reason=row.reason if target == S.STAGED else "WITHDRAWN_BY_OPERATOR")

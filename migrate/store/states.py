@@ -25,6 +25,8 @@ class RequestState(StrEnum):
 
 
 S = RequestState
+# A send's outcome (attempts.outcome) when its answer was lost: the DCC may hold the request.
+UNANSWERED = "UNANSWERED"
 # None is "no request yet": staging creates requests in STAGED.
 TRANSITIONS: dict[RequestState | None, frozenset[RequestState]] = {
     None: frozenset({S.STAGED}),

@@ -27,10 +27,11 @@ from migrate.plan import make_plan
 from migrate.sim.extract_generator import generate_long_extract
 from migrate.store import audit_log
 from migrate.store.engine import make_engine, upgrade
+from migrate.store.interventions import withdraw
 from migrate.store.moves import Move, apply_moves
 from migrate.store.schema import attempts, batches, capacity_use, requests
 from migrate.store.staging import stage
-from migrate.store.states import RequestState
+from migrate.store.states import UNANSWERED, RequestState
 
 S = RequestState
 BATCH = "b1"
@@ -381,6 +382,56 @@ def test_a_dcc_that_stays_unavailable_leaves_everything_staged(
     assert verified(store)
 
 
+def test_a_send_whose_answer_was_lost_cannot_be_withdrawn_until_the_dcc_answers(
+    store: Engine, tmp_path: Path
+) -> None:
+    """The DCC stores every chunk and the answers are lost, until the retries give up: the
+    requests go back to STAGED, but the DCC holds them. Withdrawn, one could still migrate
+    there while a new request for its installation enrolled it a second time; so withdraw
+    refuses them, and the next commit learns the DCC's answer by resending the same keys."""
+    with simulator_thread(tmp_path, lost_response_rate=1.0) as url:
+        result = run(store, url, chunk=10, retry_attempts=2, retry_max_wait_s=0.05)
+    found = rows(store)
+    assert result.unavailable is not None and not result.finished
+    staged = [r for r in found if r.state == "STAGED" and r.reason == "DCC_UNAVAILABLE"]
+    assert {r.state for r in found} == {"STAGED"}  # the rest were never claimed
+    with store.connect() as connection:
+        last = dict(
+            connection.execute(
+                select(attempts.c.idempotency_key, attempts.c.outcome).order_by(attempts.c.attempt)
+            ).all()
+        )
+    # The chunk sent, its answer lost; the chunks claimed after it were never sent.
+    unanswered = [r for r in staged if last[r.idempotency_key] == UNANSWERED]
+    assert len(unanswered) == result.tally.unanswered == 10
+    assert {last[r.idempotency_key] for r in staged if r not in unanswered} == {"UNAVAILABLE"}
+    chosen = unanswered[0].installation_id
+    with pytest.raises(ConfigError, match="the answer was lost") as refused:
+        withdraw(store, BATCH, installations=[chosen], actor="engineer", key=None)
+    assert chosen in str(refused.value) and f"migrate commit --batch {BATCH}" in str(refused.value)
+    assert {r.state for r in rows(store) if r.installation_id == chosen} == {"STAGED"}
+
+    with simulator_thread(tmp_path) as url:
+        again = run(store, url, chunk=10)
+        with HttpGateway(url) as gateway:
+            held = gateway.outcomes([r.idempotency_key for r in found])
+    assert again.finished and again.tally.duplicates == len(unanswered)  # held all along
+    assert all(o.state != "UNKNOWN" for o in held)  # one key per installation, each held once
+    assert {r.state for r in rows(store)} <= {"MIGRATED", "FAILED"}
+    assert verified(store)
+
+
+def test_a_send_the_dcc_never_received_can_be_withdrawn(store: Engine, tmp_path: Path) -> None:
+    """No connection was made (the DCC's port refuses): nothing can be held there."""
+    with simulator_thread(tmp_path) as url:
+        pass  # the simulator has stopped: its port refuses connections
+    run(store, url, chunk=10, retry_attempts=2, retry_max_wait_s=0.05)
+    chosen = rows(store)[0].installation_id
+    withdrawn = withdraw(store, BATCH, installations=[chosen], actor="engineer", key=None)
+    assert withdrawn.installation_ids == [chosen]
+    assert verified(store)
+
+
 def test_a_stop_request_ends_the_run_consistent_and_a_rerun_finishes(
     store: Engine, tmp_path: Path
 ) -> None:
@@ -583,7 +634,7 @@ def _released_sends(engine: Engine) -> int:
     with engine.connect() as connection:
         return connection.execute(
             select(func.count()).where(
-                attempts.c.outcome.in_(["STOPPED", "UNAVAILABLE", "OVER_CAPACITY"])
+                attempts.c.outcome.in_(["STOPPED", "UNAVAILABLE", "OVER_CAPACITY", UNANSWERED])
             )
         ).scalar_one()
 
