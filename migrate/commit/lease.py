@@ -45,7 +45,10 @@ def sqlite_lock_path(engine: Engine) -> Path:
     database = engine.url.database
     if not database or database == ":memory:":
         raise ConfigError(None, "commit needs a SQLite store in a file, not in memory", key="db")
-    return Path(database).with_name(Path(database).name + ".commit-lock")
+    # Named after the file itself: a symlink or another spelling of its path reaches the
+    # same store, and must meet the same lock.
+    real = Path(database).resolve()
+    return real.with_name(real.name + ".commit-lock")
 
 
 class WorkerLease:

@@ -683,3 +683,25 @@ def test_requests_released_by_a_stop_mid_send_are_not_counted_as_sent(
     assert result.tally.sent == result.tally.resent == 0
     assert result.tally.released == _released_sends(store) > 0
     assert verified(store)
+
+
+def test_a_sqlite_store_reached_through_a_symlink_meets_the_same_commit_lock(
+    tmp_path: Path,
+) -> None:
+    """Two commit processes on one SQLite store, one naming it through a symlink: the second
+    is refused, as with the same path (it took over the first's live requests and sent them
+    again)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    (tmp_path / "link.db").symlink_to(tmp_path / "store.db")
+    linked = make_engine(f"sqlite:///{tmp_path / 'link.db'}")
+    with (
+        WorkerLease(engine, "first"),
+        pytest.raises(ConfigError, match="another `migrate commit` is running"),
+        WorkerLease(linked, "second"),
+    ):
+        pass
+    with WorkerLease(linked, "second"):
+        pass  # free again once the first ended
+    engine.dispose()
+    linked.dispose()
