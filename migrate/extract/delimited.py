@@ -180,6 +180,16 @@ class DelimitedReader:
         self._detected = encoding == "auto"
         if self._detected:
             self.encoding = detect_encoding(path)
+            # A byte order mark says UTF-16; the rest must still decode (a file cut off
+            # mid-character, a lone surrogate), before Arrow's reader meets it unnumbered.
+            failure = _decodes(path, self.encoding) if "16" in self.encoding else None
+            if failure is not None:
+                raise InputError(
+                    path,
+                    f"does not decode as {self.encoding} (undecodable bytes at offset "
+                    f"{failure[0]}: a character cut short, or the file truncated)",
+                    row=failure[1],
+                )
         else:
             self.encoding = encoding
             failure = None if self._is_cp1252() else _decodes(path, encoding)

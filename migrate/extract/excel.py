@@ -76,10 +76,15 @@ class ExcelReader:
             raise InputError(
                 path, f"no sheet {sheet!r} (sheets: {', '.join(workbook.sheet_names)})"
             )
-        self._sheet = workbook.get_sheet_by_name(sheet)
-        # iter_rows starts at the sheet's row 1 even when the used range starts lower down
-        # (it yields the empty rows above it), so a row's index is its Excel number less 1.
-        head = list(islice(self._sheet.iter_rows(), HEADER_SEARCH_ROWS))
+        # A workbook's parts are read as they are asked for: a damaged sheet (its XML cut
+        # short, a corrupt zip entry) fails here or while its rows are read, not on opening.
+        try:
+            self._sheet = workbook.get_sheet_by_name(sheet)
+            # iter_rows starts at the sheet's row 1 even when the used range starts lower
+            # down (it yields the empty rows above it): a row's index is its number less 1.
+            head = list(islice(self._sheet.iter_rows(), HEADER_SEARCH_ROWS))
+        except CalamineError as error:
+            raise self._damaged(sheet, error) from None
         if not head:
             raise InputError(path, f"sheet {sheet!r} is empty")
         if header_row is not None:
@@ -91,6 +96,14 @@ class ExcelReader:
         # Excel numbers rows from 1.
         self._first_data_row = header_index + 2
         self._skip = header_index + 1
+
+    def _damaged(self, sheet: str, error: CalamineError, row: int | None = None) -> InputError:
+        return InputError(
+            self.path,
+            f"sheet {sheet!r} cannot be read ({type(error).__name__}: {error}): the workbook "
+            "is damaged; save it again from Excel, or ask the supplier for a new copy",
+            row=row,
+        )
 
     def described(self) -> dict[str, object]:
         return {
@@ -106,7 +119,7 @@ class ExcelReader:
         # Rows matching the trailer pattern wait here: they are trailers only if no data
         # follows them (a trailer ends the sheet), else data in their place.
         pending: list[tuple[int, list[str]]] = []
-        while chunk := list(islice(rows, self._batch_rows)):
+        while chunk := self._next_rows(rows, ordinal):
             texts = []
             ordinals = []
             for offset, row in enumerate(chunk):
@@ -131,6 +144,14 @@ class ExcelReader:
                     np.asarray(ordinals, dtype=np.int64),
                 )
         self.account.trailer_rows += len(pending)
+
+    def _next_rows(self, rows: Iterator[list[object]], ordinal: int) -> list[list[object]]:
+        try:
+            return list(islice(rows, self._batch_rows))
+        except CalamineError as error:
+            raise self._damaged(
+                self._sheet.name, error, row=ordinal + self._first_data_row
+            ) from None
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         return ordinals + self._first_data_row

@@ -105,6 +105,8 @@ class NdjsonReader:
             raise InputError(
                 self.path, f"not JSON at column {error.colno}: {error.msg}", row=row
             ) from None
+        except RecursionError:
+            raise InputError(self.path, "JSON nested too deeply to be a record", row=row) from None
         if not isinstance(record, dict):
             raise InputError(self.path, f"a JSON {type(record).__name__}, not an object", row=row)
         return record
@@ -171,9 +173,35 @@ class NdjsonReader:
                 except ValueError as error:
                     raise InputError(self.path, str(error), row=row, column=name) from None
         return pa.RecordBatch.from_arrays(
-            [pa.array(values[name], pa.string()) for name in self.columns], names=self.columns
+            [self._strings(values[name], name, lines) for name in self.columns],
+            names=self.columns,
         )
+
+    def _strings(self, values: list[str | None], name: str, lines: np.ndarray) -> pa.Array:
+        """A field's values as UTF-8. JSON can spell half a surrogate pair (\\ud800), which
+        is no character and has no UTF-8: the line holding it is named."""
+        try:
+            return pa.array(values, pa.string())
+        except UnicodeEncodeError:
+            for index, value in enumerate(values):
+                if value is not None and not _encodable(value):
+                    raise InputError(
+                        self.path,
+                        "a string holds half of a surrogate pair (a \\uD800-\\uDFFF escape "
+                        "without its other half), which is no character",
+                        row=int(lines[index]),
+                        column=name,
+                    ) from None
+            raise
 
     def source_rows(self, ordinals: np.ndarray) -> np.ndarray:
         lines = np.concatenate(self._lines) if self._lines else np.empty(0, np.int64)
         return lines[np.asarray(ordinals, dtype=np.int64)]
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

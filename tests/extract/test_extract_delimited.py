@@ -958,3 +958,21 @@ def test_trying_delimiters_leaves_no_reference_cycle(tmp_path: Path) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("damage", ["cut mid-character", "half a surrogate pair"])
+def test_a_damaged_utf16_file_is_refused_at_its_line(tmp_path: Path, damage: str) -> None:
+    """Its byte order mark says UTF-16, but the bytes do not all decode: refused with the
+    line, before the parser meets them (it raised them unnumbered, an internal error)."""
+    text = "MPAN,Serial\n" + "".join(f"{n:013d},S{n}\n" for n in range(50))
+    data = text.encode("utf-16")
+    if damage == "cut mid-character":
+        data = data[:-3]  # the last line's line break, and half of its last character
+    else:
+        middle = len(codecs.BOM_UTF16) + 2 * len("MPAN,Serial\n" + "0" * 13 + ",S0\n")
+        data = data[:middle] + "\ud800".encode("utf-16-le", "surrogatepass") + data[middle:]
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match="does not decode as utf-16") as refused:
+        DelimitedReader(path, REQUIRED)
+    assert refused.value.row == (51 if damage == "cut mid-character" else 3)

@@ -520,3 +520,33 @@ def test_open_extract_reads_a_workbook_sheet(tmp_path: Path) -> None:
 
     assert isinstance(reader, ExcelReader)
     assert read_all(reader) == ([{"Premises Ref": "P1", "Electricity MPAN": "7"}], [2])
+
+
+@pytest.mark.parametrize("damage", ["sheet cut short", "zip entry corrupt", "sheet missing"])
+def test_a_damaged_workbook_is_refused_naming_the_file_and_the_sheet(
+    tmp_path: Path, damage: str
+) -> None:
+    """The workbook opens (its directory is whole) but a sheet's part is damaged: refused
+    as bad input (exit 2), never an internal error."""
+    good = workbook(
+        tmp_path / "good.xlsx",
+        {"Estate": [REQUIRED, *[[f"P{n}", f"{n:013d}"] for n in range(2_000)]]},
+    )
+    bad = tmp_path / "bad.xlsx"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                if damage == "sheet missing":
+                    continue
+                if damage == "sheet cut short":
+                    data = data[: len(data) // 2]
+            target.writestr(item, data)
+    if damage == "zip entry corrupt":
+        raw = bytearray(bad.read_bytes())
+        at = raw.index(b"xl/worksheets/sheet1.xml") + 40
+        raw[at : at + 64] = bytes(byte ^ 0xFF for byte in raw[at : at + 64])
+        bad.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="cannot be read") as refused:
+        read_all(ExcelReader(bad, REQUIRED))
+    assert "Estate" in str(refused.value) and str(bad) in str(refused.value)

@@ -138,3 +138,20 @@ def test_the_suffix_picks_the_reader_and_binary_files_are_refused(tmp_path: Path
     parquet.write_bytes(b"PAR1" + b"\0" * 20)
     with pytest.raises(InputError, match="is a Parquet file, but the mapping reads ndjson text"):
         open_extract(parquet, REQUIRED)
+
+
+def test_json_nested_too_deeply_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "deep.ndjson", [record(1), "[" * 100_000 + "]" * 100_000])
+    with pytest.raises(InputError, match="nested too deeply") as refused:
+        read_all(NdjsonReader(path, REQUIRED))
+    assert refused.value.row == 2
+
+
+def test_half_a_surrogate_pair_is_refused_at_its_line_and_key(tmp_path: Path) -> None:
+    """`\\ud800` alone is valid JSON but no character: it has no UTF-8."""
+    lines = [record(n) for n in range(1, 4)]
+    lines.append(json.dumps({"installation_id": "I4\ud800", "device_id": 5, "status": "x"}))
+    path = write(tmp_path / "half.ndjson", lines)
+    with pytest.raises(InputError, match="half of a surrogate pair") as refused:
+        read_all(NdjsonReader(path, REQUIRED))
+    assert (refused.value.row, refused.value.column) == (4, "installation_id")
