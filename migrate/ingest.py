@@ -148,6 +148,7 @@ def _read_file(mapping: Mapping, path: Path, collected: _Collected) -> None:
         header_row=source.header_row,
         trailer=source.trailer,
         sheet=source.sheet,
+        max_value_lines=source.max_value_lines,
     )
     file_index = len(collected.names)
     collected.names.append(str(path))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from migrate.errors import InputError
 from migrate.extract.base import ExtractReader, ReadAccount, UnreadableRow
-from migrate.extract.delimited import DelimitedReader
+from migrate.extract.delimited import MAX_VALUE_LINES, DelimitedReader
 from migrate.extract.excel import ExcelReader
 from migrate.extract.ndjson import NdjsonReader
 from migrate.extract.parquet import ParquetReader
@@ -54,6 +54,7 @@ def open_extract(
     header_row: int | None = None,
     trailer: str | None = None,
     sheet: str | None = None,
+    max_value_lines: int = MAX_VALUE_LINES,
 ) -> ExtractReader:
     """Open an extract for streaming; fails at once, naming the file, if it cannot be used."""
     if not path.is_file():
@@ -68,6 +69,7 @@ def open_extract(
             delimiter=delimiter,
             header_row=header_row,
             trailer=trailer,
+            max_value_lines=max_value_lines,
         )
     if kind == "excel":
         return ExcelReader(path, required, sheet=sheet, header_row=header_row, trailer=trailer)

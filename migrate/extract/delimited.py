@@ -33,6 +33,9 @@ SCAN_BYTES = 1 << 23
 # row of 4 MB (a tenth of a second at 1M rows) and holds a few such batches in memory.
 BLOCK_BYTES = 1 << 23
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Lines a quoted value may span (an address, a note): one spanning more is taken for a stray
+# quote, which turns the rows after it into the text of one value (the mapping can allow more).
+MAX_VALUE_LINES = 20
 # Encodings in which a text can be found by its bytes, lines ending at CR or LF bytes.
 BYTE_SEARCHABLE = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "iso8859-1", "ascii", "iso8859-15"}
 
@@ -45,6 +48,17 @@ def _blank_rows(batch: pa.RecordBatch) -> pa.BooleanArray:
         for column in batch.columns[1:]:
             blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
     return blank
+
+
+def _line_count(path: Path) -> int:
+    """The file's lines (ended by CR, LF or CRLF), the last one counted whether or not a
+    line break ends it."""
+    lines, last = 0, b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            last = chunk
+    return lines + (not last.endswith((b"\n", b"\r")))
 
 
 def _has_line_break(data: pa.Buffer) -> bool:
@@ -67,8 +81,9 @@ _NOT_TEXT = "".join(map(chr, range(0x21))) + "\x7f"
 
 
 def _lines_spanned(text: str) -> int:
-    """The lines a record's text covers: quoted line breaks make it several."""
-    return len(LINE_BREAK.findall(text)) + 1
+    """The lines a record's text covers: quoted line breaks make it several. A break that
+    ends the text (a quote left open to the end of the file) starts no line."""
+    return len(LINE_BREAK.findall(text.rstrip("\r\n"))) + 1
 
 
 def detect_encoding(path: Path) -> str:
@@ -172,8 +187,10 @@ class DelimitedReader:
         header_row: int | None = None,
         trailer: str | None = None,
         block_bytes: int = BLOCK_BYTES,
+        max_value_lines: int = MAX_VALUE_LINES,
     ) -> None:
         self.path = path
+        self._max_value_lines = max_value_lines
         self.account = ReadAccount()
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty")
@@ -297,6 +314,7 @@ class DelimitedReader:
             if stream is not None:
                 stream.close()
         self._locate_unreadable()
+        self._refuse_runaway_values()
 
     def _is_cp1252(self) -> bool:
         return codecs.lookup(self.encoding).name == "cp1252"
@@ -531,6 +549,38 @@ class DelimitedReader:
             if line is None:  # the parser did not number it: kept, at row 0
                 detail = "a record the parser could not split; its line is not known"
             self.account.unreadable.append(UnreadableRow(line or 0, detail, cells))
+
+    def _refuse_runaway_values(self) -> None:
+        """Refuse the file if a record spans more lines than a value may: a stray quote opens
+        a value that runs on over the rows after it, which are then read as its text, not
+        as rows, and the count of rows read still balances. The first such record is named
+        by its lines (read or skipped, whichever comes first in the file)."""
+        limit = self._max_value_lines
+        found: list[tuple[int, int]] = []  # (first line, lines spanned)
+        if self._multiline:
+            ordinals = np.concatenate([o for o, _ in self._multiline])
+            spans = np.concatenate([e for _, e in self._multiline]) + 1
+            over = np.flatnonzero(spans > limit)
+            if len(over):
+                first = int(self.source_rows(ordinals[over[:1]])[0])
+                found.append((first, int(spans[over[0]])))
+        for line, span in zip(self._skipped_positions, self._skipped_spans, strict=True):
+            if span > limit:
+                found.append((int(line) + self._header_index + 2, int(span)))
+                break
+        if not found:
+            return
+        first, span = min(found)
+        # A value left open to the end of the file holds the file's last line break too.
+        span = min(span, _line_count(self.path) - first + 1)
+        raise InputError(
+            self.path,
+            f"a quoted value starting on this line runs over {span:,} lines, to line "
+            f'{first + span - 1:,}: most likely a stray quote (") that turned the rows after '
+            "it into the text of one value. Fix the file; if a value really spans more than "
+            f"{limit} lines, set source.max_value_lines in the mapping",
+            row=first,
+        )
 
     def _skipped_lines(self, first_data_line: int, spans: list[int]) -> list[int | None]:
         """The first line of each skipped record (spanning `spans` lines): its place among

@@ -166,6 +166,9 @@ class SourceSpec(Strict):
     header_row: int | None = Field(default=None, ge=1)
     trailer: str | None = None
     sheet: str | None = None
+    # A quoted value may span lines (an address); one spanning more is taken for a stray
+    # quote that swallowed the rows after it, and the file is refused.
+    max_value_lines: int = Field(default=20, ge=1)
 
     _trailer = field_validator("trailer")(_check_regex)
 

@@ -976,3 +976,38 @@ def test_a_damaged_utf16_file_is_refused_at_its_line(tmp_path: Path, damage: str
     with pytest.raises(InputError, match="does not decode as utf-16") as refused:
         DelimitedReader(path, REQUIRED)
     assert refused.value.row == (51 if damage == "cut mid-character" else 3)
+
+
+def _with_stray_quote(tmp_path: Path, *, closed: bool) -> Path:
+    lines = ["MPAN,Serial,Notes"] + [f"{n:013d},S{n}," for n in range(200)]
+    lines[31] += '"Tenant away'
+    if closed:
+        lines[150] += 'back in May"'
+    return write(tmp_path / "stray.csv", lines)
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed-later", "never-closed"])
+def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_its_lines(
+    tmp_path: Path, closed: bool
+) -> None:
+    """The rows after a stray quote become the text of one value (or of one unreadable
+    record, if it never closes), and the count of rows read still balances: refused, with
+    where the value starts and ends, never read short."""
+    path = _with_stray_quote(tmp_path, closed=closed)
+    with pytest.raises(InputError, match="stray quote") as refused:
+        read_all(DelimitedReader(path, REQUIRED))
+    assert refused.value.row == 32
+    ends = 151 if closed else 201
+    assert f"runs over {ends - 31} lines, to line {ends}" in str(refused.value)
+
+
+def test_values_spanning_a_few_lines_are_read_and_the_limit_can_be_raised(
+    tmp_path: Path,
+) -> None:
+    lines = ["MPAN,Serial,Notes"] + [f"{n:013d},S{n}," for n in range(30)]
+    lines[3] += '"Flat 2\n1 High Street\nTown"'
+    path = write(tmp_path / "address.csv", lines)
+    assert sum(batch.num_rows for batch, _ in DelimitedReader(path, REQUIRED).batches()) == 30
+    swallowing = _with_stray_quote(tmp_path, closed=True)
+    rows = DelimitedReader(swallowing, REQUIRED, max_value_lines=200).batches()
+    assert sum(batch.num_rows for batch, _ in rows) == 200 - 119
