@@ -70,7 +70,20 @@ def _float_strings(column: pa.Array) -> pa.Array:
     limit = EXACT_FLOAT_LIMITS[column.type.bit_width]
     integral = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), limit))
     as_int = pc.cast(pc.if_else(integral, values, None), pa.int64()).cast(pa.string())
-    return pc.if_else(integral, as_int, values.cast(pa.string()))
+    text = pc.if_else(integral, as_int, values.cast(pa.string()))
+    # From the limit up a float no longer holds every integer, yet Arrow spells a float32 of
+    # up to ten digits without an exponent: 202374010 stored as float32 read as 202374020,
+    # digits invented. Such values are spelt in scientific notation, which the identifier
+    # checks refuse as PRECISION_LOST, as they do a float64's from 2**53.
+    beyond = pc.fill_null(pc.greater_equal(pc.abs(values), limit), False)
+    rows = np.flatnonzero(beyond.to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return text
+    spelt = [
+        np.format_float_scientific(value, unique=True, trim="-")
+        for value in column.to_numpy(zero_copy_only=False)[rows]
+    ]
+    return pc.replace_with_mask(text, beyond, pa.array(spelt, pa.string()))
 
 
 def _timestamp_strings(column: pa.Array) -> pa.Array:

@@ -88,6 +88,21 @@ def test_float32_never_invents_digits(tmp_path: Path) -> None:
     assert result[1:] == ["1234", "16777215", "0.5", None]
 
 
+def test_float32_identifiers_of_up_to_ten_digits_never_read_as_other_integers(
+    tmp_path: Path,
+) -> None:
+    """Arrow spells a float32 below 1e10 without an exponent: 202374010 stored as float32
+    read as 202374020, an MPRN with a digit changed. From 2**24 such values are spelt in
+    scientific notation, which the MPxN and serial checks refuse as PRECISION_LOST."""
+    values = pa.array([202374010.0, 5973681809.0, 16777217.0, -33554434.0], pa.float32())
+
+    result = single_column(tmp_path, values)
+
+    assert result == ["2.0237402e+08", "5.9736817e+09", "1.6777216e+07", "-3.3554432e+07"]
+    # Each is the float32's own shortest spelling: read back as a float32, the same value.
+    assert np.array([float(text) for text in result], np.float32).tolist() == values.to_pylist()
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 def test_midnight_timestamps_are_iso_dates(tmp_path: Path, unit: str) -> None:
     values = pa.array(
