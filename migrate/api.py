@@ -599,9 +599,10 @@ def status(batch: str | None = None, *, db: str | None = None) -> list[StateCoun
 
 
 def audit_verify(db: str | None = None) -> Verification:
-    """`migrate audit verify`: the whole log against its chain, MACs and kept head."""
+    """`migrate audit verify`: the whole log against its chain, MACs and kept head, and the
+    requests table against the log."""
     from migrate.audit.key import audit_key
-    from migrate.store.audit_verify import verify_log_fast
+    from migrate.store.audit_verify import requests_against_log, verify_log_fast
     from migrate.store.engine import make_engine, require_current
     from migrate.store.snapshot import reader
 
@@ -609,7 +610,7 @@ def audit_verify(db: str | None = None) -> Verification:
     with reader(make_engine(db)) as snapshot:
         require_current(snapshot)
         with snapshot.connect() as connection:
-            return verify_log_fast(connection, audit_key())
+            return requests_against_log(connection, verify_log_fast(connection, audit_key()))
 
 
 def audit_export(out: Path, db: str | None = None) -> int:

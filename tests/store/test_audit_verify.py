@@ -262,3 +262,45 @@ def test_a_reader_sees_one_state_of_the_log_while_a_commit_appends(logged: Logge
     assert fast == reference and fast.ok and (fast.count, fast.head_hash) == kept
     with logged.engine.connect() as connection:
         assert verify_log_fast(connection, logged.key).count == 307
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            "UPDATE requests SET state = 'MIGRATED', reason = NULL WHERE installation_id = '{0}'",
+            "is MIGRATED in batch b1 for installation {0} in the requests table, but its last "
+            "record",
+        ),
+        (
+            "UPDATE requests SET installation_id = '{1}' WHERE installation_id = '{0}'",
+            "is STAGED in batch b1 for installation {1} in the requests table, but its last record",
+        ),
+        (
+            "DELETE FROM requests WHERE installation_id = '{0}'",
+            "has records in the log (the last, seq",
+        ),
+    ],
+    ids=["state", "installation", "deleted"],
+)
+def test_a_requests_table_edited_beside_a_sound_log_does_not_verify(
+    logged: Logged, edit: str, problem: str
+) -> None:
+    """The log holds, record for record, but a request was changed or removed without its
+    record: `migrate audit verify` tells, naming the request and the record."""
+    from migrate.store.audit_verify import requests_against_log
+    from migrate.store.schema import requests
+
+    with logged.engine.connect() as connection:
+        sound = verify_log_fast(connection, logged.key)
+        assert requests_against_log(connection, sound) == sound
+        first, second = connection.execute(
+            select(requests.c.installation_id).order_by(requests.c.installation_id).limit(2)
+        ).scalars()
+    _tamper(logged.engine, edit.format(first, second))
+    with logged.engine.connect() as connection:
+        found = requests_against_log(connection, verify_log_fast(connection, logged.key))
+    assert not found.ok and found.first_bad_seq is not None
+    assert problem.format(first, second) in (found.problem or "")
+    assert first in (found.problem or "")
+    assert "edited beside it" in (found.problem or "")
