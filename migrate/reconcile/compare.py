@@ -35,6 +35,7 @@ NO_FIRMWARE = pa.array(sorted(TYPE2_DEVICES), pa.string())
 
 class Category(StrEnum):
     MIGRATED_MATCHING = "MIGRATED_MATCHING"
+    LISTED_TWICE = "LISTED_TWICE"
     DEVICE_SET_DIFFERS = "DEVICE_SET_DIFFERS"
     MPXN_DIFFERS = "MPXN_DIFFERS"
     NOT_COMMISSIONED = "NOT_COMMISSIONED"
@@ -52,6 +53,7 @@ class Category(StrEnum):
 
 
 class Discrepancy(StrEnum):
+    LISTED_TWICE = "LISTED_TWICE"
     DEVICE_SET_DIFFERS = "DEVICE_SET_DIFFERS"
     MPXN_DIFFERS = "MPXN_DIFFERS"
     NOT_COMMISSIONED = "NOT_COMMISSIONED"
@@ -62,6 +64,8 @@ class Discrepancy(StrEnum):
 MEANING: dict[str, str] = {
     Category.MIGRATED_MATCHING: "The DCC lists it, every device Commissioned, with the devices, "
     "MPxNs and firmware the tool sent (and the supplier's extract holds).",
+    Category.LISTED_TWICE: "The DCC's inventory lists a device of the installation more than "
+    "once: enrolled twice (two requests for one installation), or the DCC's export repeats it.",
     Category.DEVICE_SET_DIFFERS: "Migrated, but a device is missing from or extra in the DCC's "
     "inventory or the supplier's extract (e.g. the gas side after GT01).",
     Category.MPXN_DIFFERS: "Migrated, but a device's MPAN core or MPRN differs between the sides.",
@@ -84,9 +88,10 @@ MEANING: dict[str, str] = {
 # How an installation's category is decided: the first rule that applies.
 RULES = (
     "In the batch, request MIGRATED: MISSING_FROM_INVENTORY if the DCC does not list the "
-    "installation; else its first device-level discrepancy in the order DEVICE_SET_DIFFERS, "
-    "MPXN_DIFFERS, NOT_COMMISSIONED, FIRMWARE_DIFFERS (which devices, which supply point, "
-    "whether they run, what they run); else MIGRATED_MATCHING.",
+    "installation; else its first device-level discrepancy in the order LISTED_TWICE, "
+    "DEVICE_SET_DIFFERS, MPXN_DIFFERS, NOT_COMMISSIONED, FIRMWARE_DIFFERS (how often the DCC "
+    "lists a device, which devices, which supply point, whether they run, what they run); "
+    "else MIGRATED_MATCHING.",
     "In the batch, request not MIGRATED: STUCK (SUBMITTING or ACCEPTED, unmoved for longer "
     "than the threshold), IN_FLIGHT (the same, younger), FAILED_RETRYABLE, FAILED_PERMANENT, "
     "AWAITING_COMMIT (STAGED), WITHDRAWN.",
@@ -105,6 +110,7 @@ SETTLED = frozenset(
 # The device-level discrepancies, in the precedence that picks a migrated installation's
 # category.
 DEVICE_DISCREPANCIES = (
+    Discrepancy.LISTED_TWICE,
     Discrepancy.DEVICE_SET_DIFFERS,
     Discrepancy.MPXN_DIFFERS,
     Discrepancy.NOT_COMMISSIONED,
@@ -209,12 +215,14 @@ class _Aligned:
         row = np.concatenate([np.arange(n) for n in lengths])[keep]
         side = side[keep]
         self.rows: dict[str, np.ndarray] = {}
+        self.listed: dict[str, np.ndarray] = {}  # how many rows of each side list the pair
         for i, name in enumerate(names):
             mine = side == i
             rows = np.full(len(every), -1, dtype=np.int64)
             # Written last to first, so that a side listing a pair twice keeps its first row.
             rows[position[mine][::-1]] = row[mine][::-1]
             self.rows[name] = rows
+            self.listed[name] = np.bincount(position[mine], minlength=len(every))
         self.tables = sides
 
     def present(self, side: str) -> np.ndarray:
@@ -400,6 +408,8 @@ def _device_flags(
                 & _not_commissioned(aligned.column("extract", "smi_status"))
             )
     return {
+        # Two requests enrolled one installation: the DCC lists its devices once for each.
+        Discrepancy.LISTED_TWICE: aligned.listed["dcc"] > 1,
         Discrepancy.DEVICE_SET_DIFFERS: device_set,
         Discrepancy.MPXN_DIFFERS: field_differs("mpxn", is_meter),
         Discrepancy.NOT_COMMISSIONED: not_commissioned,

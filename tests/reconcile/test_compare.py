@@ -173,12 +173,27 @@ def test_a_status_counts_on_the_extract_only_once_migrated() -> None:
     assert found["B"]["discrepancies"] == []
 
 
-def test_a_device_listed_twice_is_compared_once() -> None:
-    s = store([{"installation_id": "A", "state": "MIGRATED"}], [("A", HUB, "CHF", "1", None)])
+def test_a_device_the_dcc_lists_twice_is_listed_twice_and_compared_once() -> None:
+    """Two requests enrolled one installation (a second plan staged it under a new key while
+    the DCC held the first): the DCC lists its devices once for each. Compared on its first
+    listing only, it matched, and the double enrolment went unseen."""
+    s = store(
+        [
+            {"installation_id": "A", "state": "MIGRATED"},
+            {"installation_id": "B", "state": "MIGRATED"},
+        ],
+        [("A", HUB, "CHF", "1", None), ("B", HUB, "CHF", "1", None)],
+    )
     dcc = side(
-        [("A", HUB, "CHF", "1", None, "Commissioned"), ("A", HUB, "CHF", "2", None, "Suspended")],
+        [
+            ("A", HUB, "CHF", "1", None, "Commissioned"),
+            ("A", HUB, "CHF", "2", None, "Suspended"),
+            ("B", HUB, "CHF", "1", None, "Commissioned"),
+        ],
         ALL,
     )
     found = run(s, dcc)
-    assert found["A"]["category"] == Category.MIGRATED_MATCHING
+    assert found["A"]["category"] == Category.LISTED_TWICE
+    assert found["A"]["discrepancies"] == [Discrepancy.LISTED_TWICE]  # the first row compared
     assert found["A"]["dcc_devices"] == 2
+    assert found["B"]["category"] == Category.MIGRATED_MATCHING
