@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from migrate.dedup import find_duplicates, repeated, row_hashes, row_text
+from migrate.errors import InputError
 from migrate.extract import UnreadableRow, open_extract
 from migrate.installations import (
     ROW_FIELDS,
@@ -323,6 +324,7 @@ def ingest(
             memory_pool=pa.default_memory_pool().backend_name,
         )
         mapping = MAPPINGS.load_file(path)
+    _refuse_repeated([Path(path) for path in paths])
     collected = _Collected()
     for path in paths:
         _read_file(mapping, Path(path), collected)
@@ -330,6 +332,16 @@ def ingest(
     # and numpy's kernels leave the interpreter's lock while they run.
     with ThreadPoolExecutor(max_workers=1) as beside:
         return _settle(mapping, collected, beside, writer)
+
+
+def _refuse_repeated(paths: Sequence[Path]) -> None:
+    """The same file given twice would have each of its rows a duplicate of itself."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        real = path.resolve()
+        if real in seen:
+            raise InputError(path, f"is given twice (also as {seen[real]}): give each extract once")
+        seen[real] = path
 
 
 def _settle(

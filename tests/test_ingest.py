@@ -328,3 +328,19 @@ def test_installation_mpxn_comes_from_its_meter_before_its_hub(
         ("LG3", None, "3938424403"),
         ("LG4", "1312345678925", "3938424403"),
     ]
+
+
+def test_the_same_extract_given_twice_is_refused(tmp_path: Path, examples: Path) -> None:
+    """Each of its rows would be a duplicate of itself, read twice."""
+    extract = tmp_path / "landis.csv"
+    extract.write_bytes((examples / "landis_ioc_devices.csv").read_bytes())
+    again = tmp_path / "." / "landis.csv"
+    with pytest.raises(InputError, match="is given twice"):
+        ingest([extract, again], "landis_ioc_devices")
+
+
+def test_an_extract_that_is_not_a_regular_file_is_refused_saying_so(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a regular file"):
+        ingest([tmp_path], "landis_ioc_devices")
+    with pytest.raises(InputError, match="no such file"):
+        ingest([tmp_path / "absent.csv"], "landis_ioc_devices")

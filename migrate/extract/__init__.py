@@ -57,8 +57,10 @@ def open_extract(
     max_value_lines: int = MAX_VALUE_LINES,
 ) -> ExtractReader:
     """Open an extract for streaming; fails at once, naming the file, if it cannot be used."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "no such file")
+    if not path.is_file():
+        raise InputError(path, "is not a regular file (a folder, a device or a pipe)")
     kind = format_of(path, format)
     _check_signature(path, kind)
     if kind == "delimited":

@@ -336,6 +336,15 @@ class DelimitedReader:
             except UndefinedByte as error:
                 raise self._undecodable(error.offset) from None
             except pa.ArrowException as error:
+                if "straddl" in str(error):  # a record longer than the parser's block
+                    size = self._block_bytes
+                    most = f"{size // 2**20} MB" if size >= 2**20 else f"{size:,} bytes"
+                    raise InputError(
+                        self.path,
+                        f"holds a record (a line, or a quoted value) longer than {most}, the "
+                        f"most one record may hold, somewhere after its first "
+                        f"{self._emitted:,} records",
+                    ) from None
                 raise InputError(
                     self.path, f"cannot be read as {self.encoding}: {error}"
                 ) from error

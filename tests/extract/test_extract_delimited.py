@@ -1011,3 +1011,12 @@ def test_values_spanning_a_few_lines_are_read_and_the_limit_can_be_raised(
     swallowing = _with_stray_quote(tmp_path, closed=True)
     rows = DelimitedReader(swallowing, REQUIRED, max_value_lines=200).batches()
     assert sum(batch.num_rows for batch, _ in rows) == 200 - 119
+
+
+def test_a_record_longer_than_a_parse_block_is_refused_saying_so(tmp_path: Path) -> None:
+    """Arrow's own words were `straddling object straddles two block boundaries`."""
+    lines = ["MPAN,Serial,Notes", "1312345678907,S1,x", "1312345678907,S2," + "n" * 5_000]
+    path = write(tmp_path / "long.csv", lines, encoding="cp1252")
+    with pytest.raises(InputError, match="longer than 1,024 bytes") as refused:
+        read_all(DelimitedReader(path, REQUIRED, block_bytes=1024))
+    assert "the most one record may hold" in str(refused.value)
