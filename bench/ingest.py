@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,23 @@ class Run:
     def peak_bytes(self) -> int:
         """The larger of the two: worker processes would not show in ru_maxrss alone."""
         return max(self.maxrss_bytes, self.tree_peak_bytes)
+
+
+# pyarrow sometimes aborts the bare read in the interpreter's teardown, after its read was
+# done and its count printed: about 1 run in 30 late in session 11, failing two benchmark
+# runs. Such a run is kept (timed to its end, teardown included, as every other run is).
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def bare_read_done(run: Run) -> bool:
+    """The bare read finished its work: exit 0, or aborted in teardown after its count."""
+    if run.returncode == 0:
+        return True
+    counted = run.stdout.strip().isdigit()
+    aborted = run.returncode == -signal.SIGABRT and TEARDOWN_ABORT in run.stderr
+    if counted and aborted:
+        print(" (bare read aborted in teardown after its read: kept)", end="", flush=True)
+    return counted and aborted
 
 
 @dataclass
@@ -255,7 +273,7 @@ def bench(workdir: Path, args: argparse.Namespace) -> int:
     ]  # fmt: skip
     for i in range(args.repeat):
         run = run_timed(baseline_argv, workdir)
-        if run.returncode != 0:
+        if not bare_read_done(run):
             fail(baseline, run)
         baseline.runs.append(run)
         print(f"  run {i + 1}: baseline {run.seconds:6.2f} s", end="", flush=True)

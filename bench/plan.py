@@ -39,7 +39,7 @@ for _path in (REPO, BENCH):
 
 # One way of timing whole processes for every benchmark: bench/ingest.py's.
 from ingest import BASELINE_CODE as BARE_READ_CODE  # noqa: E402
-from ingest import Run, Series, run_timed  # noqa: E402
+from ingest import Run, Series, bare_read_done, run_timed  # noqa: E402
 
 from migrate.cohort.loader import COHORTS  # noqa: E402
 from migrate.sim.extract_generator import GeneratedExtract, generate_long_extract  # noqa: E402
@@ -93,7 +93,7 @@ def bare_read(series: Series, extract: Path, workdir: Path) -> None:
     """One bare pyarrow read of the extract (bench/ingest.py's baseline): the machine's own
     speed, beside each plan, so that runs on different machines can be compared."""
     run = run_timed([sys.executable, "-c", BARE_READ_CODE, str(extract)], workdir)
-    if run.returncode != 0:
+    if not bare_read_done(run):
         print()
         fail(series.name, run)
     series.runs.append(run)
