@@ -41,11 +41,11 @@ def row_hashes(text: pa.Array) -> np.ndarray:
         return np.empty(0, dtype=np.uint64)
     text = text.cast(pa.string())
     lengths = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.uint64)
-    if len(text) * _padded_width(int(lengths.max())) <= PADDED_BYTES:  # the usual batch
-        return _padded_hashes(text, lengths)
+    width = int(_padded_widths(lengths.max()))
+    if len(text) * width <= PADDED_BYTES:  # the usual batch
+        return _padded_hashes(text, lengths, width)
     order = np.argsort(lengths, kind="stable")
-    ordered = lengths[order]
-    widths = np.maximum(8, -(-ordered.astype(np.int64) // 8) * 8)
+    widths = _padded_widths(lengths[order])
     digest = np.empty(len(text), dtype=np.uint64)
     start = 0
     while start < len(order):
@@ -53,17 +53,21 @@ def row_hashes(text: pa.Array) -> np.ndarray:
         cost = np.arange(1, len(order) - start + 1) * widths[start:]
         stop = start + max(1, int(np.searchsorted(cost, PADDED_BYTES, side="right")))
         rows = order[start:stop]
-        digest[rows] = _padded_hashes(text.take(pa.array(rows)), lengths[rows])
+        digest[rows] = _padded_hashes(
+            text.take(pa.array(rows)), lengths[rows], int(widths[stop - 1])
+        )
         start = stop
     return digest
 
 
-def _padded_width(longest: int) -> int:
-    return max(8, -(-longest // 8) * 8)
+def _padded_widths(lengths: np.ndarray | np.uint64) -> np.ndarray:
+    """Each length rounded up to whole 8-byte words, at least one."""
+    whole = lengths.astype(np.int64)
+    return np.maximum(8, -(-whole // 8) * 8)
 
 
-def _padded_hashes(text: pa.Array, lengths: np.ndarray) -> np.ndarray:
-    width = _padded_width(int(lengths.max()))
+def _padded_hashes(text: pa.Array, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Each row padded to `width` (a multiple of 8, at least its longest) and hashed."""
     padded = pc.ascii_rpad(text, width=width, padding="\x00")
     offsets = np.frombuffer(
         padded.buffers()[1], dtype=np.int32, count=len(padded) + 1, offset=padded.offset * 4

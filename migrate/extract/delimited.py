@@ -195,28 +195,21 @@ class DelimitedReader:
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty")
         self._detected = encoding == "auto"
-        if self._detected:
-            self.encoding = detect_encoding(path)
-            # A byte order mark says UTF-16; the rest must still decode (a file cut off
-            # mid-character, a lone surrogate), before Arrow's reader meets it unnumbered.
-            failure = _decodes(path, self.encoding) if "16" in self.encoding else None
-            if failure is not None:
-                raise InputError(
-                    path,
-                    f"does not decode as {self.encoding} (undecodable bytes at offset "
-                    f"{failure[0]}: a character cut short, or the file truncated)",
-                    row=failure[1],
-                )
-        else:
-            self.encoding = encoding
-            failure = None if self._is_cp1252() else _decodes(path, encoding)
-            if failure is not None:
-                raise InputError(
-                    path,
-                    f"does not decode as {encoding}, the mapping's encoding (undecodable byte "
-                    f"at offset {failure[0]}); check the file or set `encoding: auto`",
-                    row=failure[1],
-                )
+        self.encoding = detect_encoding(path) if self._detected else encoding
+        # What detection did not decode whole must still decode before Arrow's reader meets
+        # it unnumbered: a mapping's encoding, and UTF-16 known by its byte order mark (a
+        # file cut off mid-character, a lone surrogate). Windows-1252 is checked as it is read.
+        checked = not self._is_cp1252() and (not self._detected or "16" in self.encoding)
+        failure = _decodes(path, self.encoding) if checked else None
+        if failure is not None:
+            problem = (
+                f"does not decode as {self.encoding} (undecodable bytes at offset "
+                f"{failure[0]}: a character cut short, or the file truncated)"
+                if self._detected
+                else f"does not decode as {encoding}, the mapping's encoding (undecodable "
+                f"byte at offset {failure[0]}); check the file or set `encoding: auto`"
+            )
+            raise InputError(path, problem, row=failure[1])
         with path.open("rb") as handle:
             self._bom = handle.read(4).startswith(
                 (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
